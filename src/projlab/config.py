@@ -1,0 +1,73 @@
+"""Composing a run's configuration from `experiments/` with Hydra's compose API.
+
+The compose API (not `@hydra.main`) keeps the entry point in charge: no working-directory change, no
+multirun (each arm is its own process), and composition mistakes become one-line errors.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from projlab.errors import UserError
+
+CONFIG_NAME = "train"
+
+
+def config_dir() -> Path:
+    env = os.environ.get("PROJLAB_CONFIG_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "experiments"
+
+
+def group_options(group: str) -> list[str]:
+    folder = config_dir() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if not sep or "." in key or "/" in key:
+            continue
+        options = group_options(key)
+        if options and value not in options and value != "null":
+            what = "projector" if key == "projector" else f"{key} option"
+            raise UserError(f"unknown {what} {value!r}; known: {', '.join(options)}")
+
+
+def load_config(overrides: list[str] | None = None) -> DictConfig:
+    """The resolved run configuration for `overrides` (Hydra syntax: `group=option`, `key.sub=value`)."""
+    overrides = list(overrides or [])
+    _check_group_choices(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(f"bad configuration: {str(err).splitlines()[0]}") from err
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def projector_knobs(cfg: DictConfig) -> dict:
+    """The projector's own settings: everything in `projector` but its name, nulls dropped."""
+    knobs = OmegaConf.to_container(cfg.projector, resolve=True)
+    knobs.pop("name")
+    return {k: v for k, v in knobs.items() if v is not None}
+
+
+def run_name(cfg: DictConfig) -> str:
+    """The arm's folder name, derived from what distinguishes arms (never from the clock)."""
+    if cfg.get("run_name"):
+        return str(cfg.run_name)
+    m = cfg.projector.get("num_visual_tokens")
+    tokens = "all" if m is None else str(m)
+    return f"{cfg.projector.name}-m{tokens}-r{cfg.vision.resolution}-s{cfg.seed}-{cfg.stage.name}"

@@ -1,0 +1,80 @@
+"""The frozen-encoder feature cache.
+
+A frozen tower's features depend only on (tower, weights, layer, resolution, image), so they are computed
+once per dataset split and shared by every arm and epoch of a sweep: stored under the runs root, keyed by
+a hash of those inputs, written atomically, computed by one process while concurrent arms wait on a lock.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from filelock import FileLock
+from PIL import Image
+
+from projlab.io import atomic_write
+from projlab.models.vision import VisionTower
+
+BATCH = 64
+
+
+def weights_fingerprint(name_or_path: str) -> str:
+    """Hash of the tower's weight files (a hub name hashes its name: its files are immutable by revision)."""
+    path = Path(name_or_path)
+    h = hashlib.sha256()
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    if not files:
+        h.update(name_or_path.encode())
+    return h.hexdigest()
+
+
+def cache_key(tower: VisionTower, data_signature: str) -> str:
+    parts = [weights_fingerprint(tower.name_or_path), str(tower.feature_layer), str(tower.resolution), data_signature]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def compute_features(tower: VisionTower, images: Callable[[int], Image.Image], n: int) -> torch.Tensor:
+    """Features (n, N, C) in float32 of `n` images, `images(i)` giving the i-th, in batches of BATCH."""
+    was_training = tower.training
+    tower.eval()
+    out = []
+    for start in range(0, n, BATCH):
+        batch = [images(i) for i in range(start, min(n, start + BATCH))]
+        out.append(tower(tower.preprocess(batch)).float())
+    tower.train(was_training)
+    return torch.cat(out)
+
+
+def cached_features(
+    tower: VisionTower, images: Callable[[int], Image.Image], n: int, data_signature: str, cache_dir: str | Path
+) -> torch.Tensor:
+    """The split's features from the cache, computing and storing them first if absent."""
+    path = Path(cache_dir) / "features" / f"{cache_key(tower, data_signature)}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            feats = compute_features(tower, images, n)
+            atomic_write(path, lambda tmp: torch.save(feats, tmp))
+    return torch.load(path, mmap=True, weights_only=True)
+
+
+def channel_stats(features: Sequence[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over every image and position, accumulated in float64, batch by batch."""
+    total = None
+    count = 0
+    for start in range(0, len(features), BATCH):
+        x = features[start : start + BATCH].double().flatten(0, 1)  # (b*N, C)
+        s = torch.stack([x.sum(0), (x * x).sum(0)])
+        total = s if total is None else total + s
+        count += x.shape[0]
+    mean = total[0] / count
+    var = (total[1] / count - mean * mean).clamp_min(0)
+    return mean.float(), var.sqrt().float()

@@ -1,0 +1,69 @@
+"""The multimodal LLM: vision tower -> feature norm -> projector -> spliced into the LLM's inputs.
+
+Knows nothing of Lightning or of training stages.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from projlab.models.language import LanguageModel
+from projlab.models.vision import FeatureNorm, VisionTower
+from projlab.projectors import build_projector
+
+
+class MLLM(nn.Module):
+    def __init__(
+        self,
+        vision: VisionTower,
+        llm: LanguageModel,
+        projector_name: str,
+        projector_knobs: dict | None = None,
+        feature_norm: str = "none",
+    ) -> None:
+        super().__init__()
+        self.vision = vision
+        self.llm = llm
+        self.feature_norm = FeatureNorm(vision.hidden_size, feature_norm)
+        self.projector = build_projector(
+            projector_name, projector_knobs, vision_dim=vision.hidden_size, llm_dim=llm.hidden_size, grid=vision.grid
+        )
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return self.projector.num_visual_tokens
+
+    def modules_by_name(self) -> dict[str, nn.Module]:
+        """The units a freeze policy names: `vision`, `projector`, `llm`."""
+        return {"vision": self.vision, "projector": self.projector, "llm": self.llm}
+
+    def sharding_units(self) -> list[nn.Module]:
+        """Blocks a sharding strategy wraps one by one (vision layers, LLM decoder layers)."""
+        return list(self.vision.model.vision_model.encoder.layers if hasattr(self.vision.model, "vision_model")
+                    else self.vision.model.encoder.layers) + self.llm.decoder_layers()
+
+    def visual_tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """Patch features (B, N, C_vision) -> visual tokens (B, M, C_llm)."""
+        return self.projector(self.feature_norm(features))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        features: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        visual: torch.Tensor | None = None,
+    ):
+        """input_ids (B, T) with M image tokens per sample where the visual tokens go.
+        Give cached `features` (B, N, C_vision), `pixel_values` (B, 3, R, R), or visual tokens already
+        projected (`visual`, (B, M, C_llm): evaluation projects once per image and scores several options).
+        Returns the Hugging Face causal-LM output (logits (B, T, V); loss where labels are given)."""
+        embeds = self.llm.embed(input_ids)
+        if self.num_visual_tokens:
+            if visual is None:
+                visual = self.visual_tokens(self.vision(pixel_values) if features is None else features)
+            visual = visual.to(embeds.dtype)  # (B, M, C_llm)
+            slots = (input_ids == self.llm.image_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(slots, visual)
+        return self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)

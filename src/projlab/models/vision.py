@@ -1,0 +1,112 @@
+"""The vision tower: any Hugging Face vision encoder (CLIP, SigLIP), read at one hidden layer.
+
+Returns the patch grid (B, N, C_vision) with the CLS token dropped, and exposes `grid` = (rows, cols).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from transformers import AutoConfig, CLIPVisionModel, SiglipVisionModel
+
+from projlab.errors import UserError
+from projlab.models.hub import load_pretrained
+
+# model_type -> (class, has a CLS token)
+_TOWERS: dict[str, tuple[type, bool]] = {
+    "clip": (CLIPVisionModel, True),
+    "clip_vision_model": (CLIPVisionModel, True),
+    "siglip": (SiglipVisionModel, False),
+    "siglip_vision_model": (SiglipVisionModel, False),
+}
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class VisionTower(nn.Module):
+    def __init__(self, name_or_path: str, feature_layer: int = -1, resolution: int | None = None) -> None:
+        super().__init__()
+        config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "vision tower")
+        if config.model_type not in _TOWERS:
+            raise UserError(
+                f"vision tower '{name_or_path}' is a {config.model_type!r} model; supported: {', '.join(_TOWERS)}"
+            )
+        cls, self.has_cls = _TOWERS[config.model_type]
+        self.model = load_pretrained(cls.from_pretrained, name_or_path, "vision tower")
+        vcfg = self.model.config
+        self.name_or_path = name_or_path
+        self.patch_size: int = vcfg.patch_size
+        self.native_resolution: int = vcfg.image_size
+        self.resolution: int = int(resolution or vcfg.image_size)
+        if self.resolution % self.patch_size:
+            raise UserError(
+                f"resolution {self.resolution} is not divisible by the patch size {self.patch_size} of "
+                f"'{name_or_path}'; use a multiple of {self.patch_size}"
+            )
+        layers = vcfg.num_hidden_layers
+        if not -layers <= feature_layer <= layers or feature_layer == 0:
+            raise UserError(f"feature_layer={feature_layer} is not allowed; use 1..{layers} or -1..-{layers}")
+        self.feature_layer = feature_layer
+        self.hidden_size: int = vcfg.hidden_size
+        side = self.resolution // self.patch_size
+        self.grid: tuple[int, int] = (side, side)
+        self.mean, self.std = self._normalisation(name_or_path)
+
+    @staticmethod
+    def _normalisation(name_or_path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        cfg = Path(name_or_path) / "preprocessor_config.json"
+        if cfg.exists():
+            data = json.loads(cfg.read_text())
+            return tuple(data["image_mean"]), tuple(data["image_std"])
+        return _CLIP_MEAN, _CLIP_STD
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        """PIL images -> normalised pixel values (B, 3, R, R) at the run's resolution."""
+        r = self.resolution
+        arrays = [
+            np.asarray(im.convert("RGB").resize((r, r), Image.BICUBIC) if im.size != (r, r) else im.convert("RGB"))
+            for im in images
+        ]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, R, R) -> patch features (B, N, C_vision), N = rows * cols, CLS dropped."""
+        out = self.model(
+            pixel_values=pixel_values.to(self.model.dtype),
+            output_hidden_states=True,
+            interpolate_pos_encoding=self.resolution != self.native_resolution,
+        )
+        h = out.hidden_states[self.feature_layer]
+        return h[:, 1:] if self.has_cls else h
+
+
+class FeatureNorm(nn.Module):
+    """Per-channel standardisation of the features, with statistics from the training images.
+
+    One setting for every arm of a study ("standardize" or "none"); the statistics are buffers, so they
+    travel with the checkpoint.
+    """
+
+    def __init__(self, dim: int, mode: str = "none") -> None:
+        super().__init__()
+        if mode not in ("none", "standardize"):
+            raise UserError(f"feature_norm={mode!r} is not allowed; use 'none' or 'standardize'")
+        self.mode = mode
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return x
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -1,0 +1,14 @@
+"""Every projector of the study behind one registry. Importing this package registers them all."""
+from projlab.projectors import (  # noqa: F401  (imported for registration)
+    c_abstractor,
+    controls,
+    d_abstractor,
+    linear,
+    mlp,
+    qformer,
+    resampler,
+)
+from projlab.projectors.base import Projector
+from projlab.projectors.registry import available_projectors, build_projector, projector_config, register
+
+__all__ = ["Projector", "available_projectors", "build_projector", "projector_config", "register"]

@@ -1,0 +1,130 @@
+"""`python -m projlab.projectors --table`: every registered projector's size and cost at one configuration.
+
+    python -m projlab.projectors --table [--vision-dim 1024 --llm-dim 4096 --grid 16 --tokens 144]
+
+Prints a Markdown table: name, M (the projector's own number of visual tokens), parameters (counted from the
+module as built, on the meta device), of which positional embedding, and forward GFLOPs per sample
+(FlopCounterMode: matmuls, convolutions, attention). `--tokens` goes to the projectors that take a token
+count (learned queries, square pooling); per-patch projectors keep M = N and `blind` emits none. The controls
+(`blind`, `shuffle`) are listed after a separator row.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+import torch
+
+from projlab.errors import UserError, exit_on_user_error
+from projlab.projectors import available_projectors, build_projector
+from projlab.projectors.accounting import count_parameters, count_positional_parameters, projector_flops
+from projlab.projectors.registry import _REGISTRY
+
+TOKEN_RULES_WITH_REQUEST = ("queries", "square")
+CONTROLS_MODULE = "projlab.projectors.controls"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a one-line UserError instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see python -m projlab.projectors --help)")
+
+
+def _grid(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--grid {text!r}: give a side (16) or rows x cols (16x16)")
+    rows = int(m.group(1))
+    cols = int(m.group(2)) if m.group(2) else rows
+    if rows < 1 or cols < 1:
+        raise argparse.ArgumentTypeError(f"--grid {text!r}: sides must be positive")
+    return rows, cols
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m projlab.projectors", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of every projector")
+    parser.add_argument("--vision-dim", type=_positive, default=1024, help="vision feature width (default 1024)")
+    parser.add_argument("--llm-dim", type=_positive, default=4096, help="LLM width (default 4096)")
+    parser.add_argument("--grid", type=_grid, default=(16, 16), help="patch grid: 16 or 16x16 (default 16)")
+    parser.add_argument(
+        "--tokens", type=_positive, default=144, help="M for query and square-pooling projectors (default 144)"
+    )
+    args = parser.parse_args(argv)
+    if not args.table:
+        raise UserError("nothing to do: give --table (see python -m projlab.projectors --help)")
+    return args
+
+
+def _knobs(name: str, tokens: int) -> dict[str, int]:
+    cls = _REGISTRY[name][0]
+    return {"num_visual_tokens": tokens} if cls.token_rule in TOKEN_RULES_WITH_REQUEST else {}
+
+
+def _row(name: str, args: argparse.Namespace) -> list[str]:
+    try:
+        with torch.device("meta"):
+            proj = build_projector(name, _knobs(name, args.tokens), args.vision_dim, args.llm_dim, args.grid)
+    except UserError:
+        raise
+    except (ValueError, AssertionError) as err:  # e.g. a width the heads do not divide
+        msg = " ".join(str(err).split())
+        raise UserError(
+            f"projector {name!r} cannot be built at vision_dim={args.vision_dim}, llm_dim={args.llm_dim}, "
+            f"grid={args.grid[0]}x{args.grid[1]}: {msg}"
+        ) from None
+    gflops = projector_flops(proj) / 1e9
+    return [
+        name,
+        str(proj.num_visual_tokens),
+        f"{count_parameters(proj):,}",
+        f"{count_positional_parameters(proj):,}",
+        f"{gflops:,.2f}",
+    ]
+
+
+def table(args: argparse.Namespace) -> str:
+    names = available_projectors()
+    arms = [n for n in names if _REGISTRY[n][0].__module__ != CONTROLS_MODULE]
+    controls = [n for n in names if _REGISTRY[n][0].__module__ == CONTROLS_MODULE]
+    rows, cols = args.grid
+    header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample"]
+    lines = [
+        f"Projectors at vision_dim={args.vision_dim} -> llm_dim={args.llm_dim}, grid {rows}x{cols} "
+        f"(N={rows * cols}), --tokens {args.tokens} (query and square-pooling projectors only)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += ["| " + " | ".join(_row(n, args)) + " |" for n in arms]
+    if controls:
+        lines.append("| *controls* | | | | |")
+        lines += ["| " + " | ".join(_row(n, args)) + " |" for n in controls]
+    lines += [
+        "",
+        "FLOPs: torch.utils.flop_counter (a multiply-add is 2 FLOPs; matmuls, convolutions and attention only;",
+        "element-wise ops, normalisation, softmax and grid_sample are not counted).",
+    ]
+    return "\n".join(lines)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    print(table(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

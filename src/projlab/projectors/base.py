@@ -1,0 +1,119 @@
+"""What every projector shares: its output token count, the grid it reads, an optional positional
+embedding on the input features, and the readout MLP into the LLM width."""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from projlab.errors import UserError
+
+
+class Projector(nn.Module):
+    """Maps patch features (B, N, C_vision) on a fixed (rows, cols) grid to visual tokens (B, M, C_llm).
+
+    `num_visual_tokens` (M) is derived once, at build time, by `resolve_num_visual_tokens`; nothing else
+    recomputes it.
+    """
+
+    registry_name: ClassVar[str]
+    config_cls: ClassVar[type]
+    # How M follows from the request: "queries" (any M >= 1), "square" (s*s, s <= grid side),
+    # "all_patches" (M = N), "none" (M = 0).
+    token_rule: ClassVar[str] = "queries"
+
+    def __init__(self, config: Any, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.vision_dim = vision_dim
+        self.llm_dim = llm_dim
+        self.grid = grid
+        self.num_patches = grid[0] * grid[1]
+        self.num_visual_tokens = self.resolve_num_visual_tokens(
+            getattr(config, "num_visual_tokens", None), grid
+        )
+
+    # ---- token count -------------------------------------------------------------------------
+    @classmethod
+    def resolve_num_visual_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
+        """The number of visual tokens M this projector emits for `requested` on `grid`, or a UserError."""
+        rule = {
+            "queries": cls._any_positive,
+            "square": cls._square_tokens,
+            "all_patches": cls._all_patches,
+            "none": cls._no_tokens,
+        }[cls.token_rule]
+        return rule(requested, grid)
+
+    @classmethod
+    def _any_positive(cls, requested: int | None, grid: tuple[int, int]) -> int:
+        """Rule for learned-query projectors: any positive M."""
+        if requested is None or int(requested) < 1:
+            raise UserError(
+                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed; "
+                "give a positive integer"
+            )
+        return int(requested)
+
+    @classmethod
+    def _square_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
+        """Rule for grid-pooling projectors: a perfect square M = s*s with s <= each grid side."""
+        side = int(math.isqrt(int(requested))) if requested is not None and int(requested) > 0 else 0
+        rows, cols = grid
+        if requested is None or side * side != int(requested) or side > min(rows, cols):
+            squares = ", ".join(str(s * s) for s in range(1, min(rows, cols) + 1))
+            raise UserError(
+                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed on a "
+                f"{rows}x{cols} patch grid; allowed: a perfect square up to {min(rows, cols) ** 2} ({squares})"
+            )
+        return int(requested)
+
+    @classmethod
+    def _all_patches(cls, requested: int | None, grid: tuple[int, int]) -> int:
+        """Rule for per-patch projectors: M = N, the number of patches; any other request is an error."""
+        n = grid[0] * grid[1]
+        if requested is not None and int(requested) != n:
+            raise UserError(
+                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed; it keeps "
+                f"every patch, so M = N = {n} on a {grid[0]}x{grid[1]} grid (leave it unset or give {n})"
+            )
+        return n
+
+    @classmethod
+    def _no_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
+        if requested not in (None, 0):
+            raise UserError(
+                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed; "
+                "it emits no visual tokens (leave it unset or give 0)"
+            )
+        return 0
+
+    # ---- shared parts ------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != self.num_patches or x.shape[2] != self.vision_dim:
+            raise ValueError(
+                f"{self.registry_name}: expected features (B, {self.num_patches}, {self.vision_dim}), "
+                f"got {tuple(x.shape)}"
+            )
+
+
+class PositionalEmbedding(nn.Module):
+    """Learnable (1, N, C) embedding added to the patch features (Honeybee's C/D-Abstractor)."""
+
+    def __init__(self, num_patches: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, num_patches, dim))
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight  # out of place: never modify the caller's features
+
+
+def build_mlp(depth: int, in_dim: int, out_dim: int) -> nn.Sequential:
+    """Honeybee's readout: Linear(in, out), then (SiLU, Linear(out, out)) x (depth - 1)."""
+    layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+    for _ in range(1, depth):
+        layers += [nn.SiLU(), nn.Linear(out_dim, out_dim)]
+    return nn.Sequential(*layers)

@@ -1,0 +1,29 @@
+"""LLaVA-1's projector: one linear map per patch; M = N."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from projlab.projectors.base import Projector
+from projlab.projectors.registry import register
+
+
+@dataclass
+class LinearConfig:
+    num_visual_tokens: int | None = None  # must be N (or unset): every patch is kept
+
+
+@register("linear", LinearConfig)
+class LinearProjector(Projector):
+    token_rule = "all_patches"
+
+    def __init__(self, config: LinearConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
+        super().__init__(config, vision_dim, llm_dim, grid)
+        self.proj = nn.Linear(vision_dim, llm_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, C_vision) -> (B, N, C_llm)"""
+        self._check_input(x)
+        return self.proj(x)

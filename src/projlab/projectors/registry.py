@@ -1,0 +1,61 @@
+"""The projector registry: a stable name -> (class, typed config).
+
+A projector registers itself in its own file with `@register("name", ConfigClass)`; adding one never
+touches model code. The registry name is what configs, results and tables use.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
+
+from projlab.errors import UserError
+
+if TYPE_CHECKING:
+    from projlab.projectors.base import Projector
+
+_REGISTRY: dict[str, tuple[type["Projector"], type]] = {}
+
+
+def register(name: str, config_cls: type) -> Callable[[type["Projector"]], type["Projector"]]:
+    def deco(cls: type["Projector"]) -> type["Projector"]:
+        if name in _REGISTRY:
+            raise ValueError(f"projector {name!r} registered twice")
+        cls.registry_name = name
+        cls.config_cls = config_cls
+        _REGISTRY[name] = (cls, config_cls)
+        return cls
+
+    return deco
+
+
+def available_projectors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
+    """The typed config of projector `name`, filled from `knobs`; unknown knobs are a UserError."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown projector {name!r}; known: {', '.join(available_projectors())}")
+    config_cls = _REGISTRY[name][1]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    knobs = dict(knobs or {})
+    unknown = sorted(set(knobs) - fields)
+    if unknown:
+        raise UserError(
+            f"projector {name!r} has no setting {unknown[0]!r}; its settings: {', '.join(sorted(fields))}"
+        )
+    return config_cls(**knobs)
+
+
+def build_projector(
+    name: str,
+    knobs: dict[str, Any] | None,
+    vision_dim: int,
+    llm_dim: int,
+    grid: tuple[int, int],
+) -> "Projector":
+    """Build projector `name` for features of width `vision_dim` on a `grid` (rows, cols) of patches,
+    mapping into an LLM of width `llm_dim`. Widths and grid come from the loaded backbones."""
+    config = projector_config(name, knobs)
+    cls = _REGISTRY[name][0]
+    return cls(config, vision_dim=vision_dim, llm_dim=llm_dim, grid=tuple(grid))

@@ -1,0 +1,80 @@
+"""Honeybee's resampler baseline (mPLUG-Owl's visual abstractor style): M learned queries that read the
+whole grid through attention, so each output token can mix any place of the image (no locality).
+
+Per layer: LayerNorm on the queries and, separately, on the features; attention with queries = normed
+queries, keys/values = [normed queries ; normed features]; output added to the normed queries; then
+x + SwiGLU(LayerNorm(x)) with SwiGLU = w2(LayerNorm(SiLU(w1 x) * w3 x)). Then a linear readout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from projlab.projectors.base import Projector, build_mlp
+from projlab.projectors.registry import register
+
+
+@dataclass
+class ResamplerConfig:
+    num_visual_tokens: int = 64  # M learned queries (the reference's default)
+    depth: int = 6
+    num_heads: int = 16
+    ffn_ratio: float = 4.0  # SwiGLU width relative to the feature width
+    attn_dropout: float = 0.1
+    mlp_depth: int = 1
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden)
+        self.w3 = nn.Linear(dim, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.w2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.norm(nn.functional.silu(self.w1(x)) * self.w3(x)))
+
+
+class ResamplerLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, attn_dropout: float) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_f = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
+        self.norm_ffn = nn.LayerNorm(dim)
+        self.ffn = SwiGLU(dim, ffn_dim)
+
+    def forward(self, q: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """q: (B, M, C), feats: (B, N, C) -> (B, M, C)"""
+        q = self.norm_q(q)
+        kv = torch.cat([q, self.norm_f(feats)], dim=1)
+        x = q + self.attn(q, kv, kv, need_weights=False)[0]
+        return x + self.ffn(self.norm_ffn(x))
+
+
+@register("resampler", ResamplerConfig)
+class Resampler(Projector):
+    token_rule = "queries"
+
+    def __init__(self, config: ResamplerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
+        super().__init__(config, vision_dim, llm_dim, grid)
+        dim = vision_dim
+        self.input_proj = nn.Linear(vision_dim, dim)
+        self.queries = nn.Parameter(torch.zeros(1, self.num_visual_tokens, dim))
+        self.layers = nn.ModuleList(
+            ResamplerLayer(dim, config.num_heads, int(dim * config.ffn_ratio), config.attn_dropout)
+            for _ in range(config.depth)
+        )
+        self.readout = build_mlp(config.mlp_depth, dim, llm_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, C_vision) -> (B, M, C_llm)"""
+        self._check_input(x)
+        feats = self.input_proj(x)
+        q = self.queries.expand(x.shape[0], -1, -1)
+        for layer in self.layers:
+            q = layer(q, feats)
+        return self.readout(q)

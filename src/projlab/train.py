@@ -1,0 +1,247 @@
+"""Train one arm: compose the config, build the model and data, fit, test, write results.json.
+
+    python -m projlab.train projector=c_abstractor projector.num_visual_tokens=144 seed=0
+
+Thin on purpose: the model, the data and the recipe live in their own modules; sweeps call this as a
+process and read only the results.json it leaves.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from projlab.config import load_config, projector_knobs, run_name  # noqa: E402
+from projlab.data.prompt import TextProcessor  # noqa: E402
+from projlab.data.sources import LlavaSource, SpatialSource  # noqa: E402
+from projlab.data.spatial import CATEGORIES  # noqa: E402
+from projlab.errors import UserError, exit_on_user_error  # noqa: E402
+from projlab.models.language import LanguageModel  # noqa: E402
+from projlab.models.mllm import MLLM  # noqa: E402
+from projlab.models.presets import ensure_tiny_preset  # noqa: E402
+from projlab.models.vision import VisionTower  # noqa: E402
+from projlab.results import read_results, write_results  # noqa: E402
+from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb  # noqa: E402
+from projlab.training.datamodule import QADataModule  # noqa: E402
+from projlab.training.efficiency import model_efficiency  # noqa: E402
+from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
+from projlab.training.strategy import build_strategy  # noqa: E402
+
+
+def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
+    paths = {}
+    if "tiny" in (cfg.vision.name_or_path, cfg.llm.name_or_path):
+        paths = ensure_tiny_preset(cfg.paths.cache_dir)
+    vision = paths["vision"] if cfg.vision.name_or_path == "tiny" else cfg.vision.name_or_path
+    llm = paths["llm"] if cfg.llm.name_or_path == "tiny" else cfg.llm.name_or_path
+    return vision, llm
+
+
+def build_model(cfg: DictConfig) -> MLLM:
+    vision_path, llm_path = backbone_paths(cfg)
+    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution)
+    dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
+    llm = LanguageModel(llm_path, dtype=dtype)
+    if cfg.llm.gradient_checkpointing:
+        llm.model.gradient_checkpointing_enable()
+    return MLLM(vision, llm, cfg.projector.name, projector_knobs(cfg), cfg.feature_norm)
+
+
+def build_sources(cfg: DictConfig) -> dict:
+    d = cfg.data
+    if d.name == "spatial":
+        return {s: SpatialSource(s, d[s], d.seed, cfg.vision.resolution) for s in ("train", "val", "test")}
+    if d.name == "llava":
+        train = LlavaSource(d.train_json, d.image_root)
+        val = train if d.val_json == d.train_json else LlavaSource(d.val_json, d.image_root)
+        return {"train": train, "val": val}
+    raise UserError(f"unknown data source {d.name!r}; known: spatial, llava")
+
+
+def init_checkpoint(cfg: DictConfig, stage: StageConfig) -> Path | None:
+    if not cfg.init_from:
+        if stage.requires_init:
+            raise UserError(
+                f"stage {stage.name!r} starts from a stage-1 checkpoint: give init_from=<run folder or .ckpt>"
+            )
+        return None
+    path = Path(cfg.init_from)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise UserError(f"init_from: checkpoint '{path}' does not exist; give a run folder or a .ckpt file")
+    return path
+
+
+def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
+    return {
+        "projector": cfg.projector.name,
+        "num_visual_tokens": model.num_visual_tokens,
+        "resolution": cfg.vision.resolution,
+        "grid": list(model.vision.grid),
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "stage": cfg.stage.name,
+        "feature_layer": cfg.vision.feature_layer,
+        "feature_norm": cfg.feature_norm,
+        "max_steps": cfg.stage.max_steps,
+        "batch_size": cfg.stage.batch_size,
+        "world_size": world_size,
+        "eval_batch_size": cfg.eval.batch_size,
+        "sweep": cfg.sweep,
+        "full": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+class FailAt(L.Callback):
+    """Raise at a given step: how tests and users check that a sweep survives a failing arm."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"injected failure at step {trainer.global_step}")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and test one arm; return its results record."""
+    run_dir = Path(cfg.paths.runs_root) / cfg.sweep / run_name(cfg)
+    previous = read_results(run_dir)
+    if previous and previous.get("status") == "completed" and not cfg.rerun:
+        print(f"{run_dir}: already completed (rerun=true to train again)")
+        return previous
+    stage = StageConfig(**OmegaConf.to_container(cfg.stage, resolve=True))
+    init = init_checkpoint(cfg, stage)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_model(cfg)
+    strategy, world_size = build_strategy(cfg.trainer, model)
+    module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=False)["state_dict"]
+        missing = module.load_state_dict(state, strict=False)
+        print(f"init_from {init}: loaded {len(state)} tensors ({len(missing.unexpected_keys)} unexpected)")
+
+    processor = TextProcessor(model.llm.tokenizer, model.num_visual_tokens, model.llm.image_token_id, cfg.llm.template)
+    use_cache = cfg.feature_cache == "auto" and "vision" not in stage.trainable
+    dm = QADataModule(
+        build_sources(cfg), processor, model.vision, use_cache, cfg.paths.cache_dir, stage.batch_size,
+        cfg.eval.batch_size, cfg.seed, stage.max_steps, cfg.trainer.num_workers,
+    )
+    t_data = time.perf_counter()
+    dm.setup()
+    if cfg.feature_norm != "none":
+        model.feature_norm.set_stats(*dm.feature_stats())
+    t_data = time.perf_counter() - t_data
+
+    base = {"run_dir": str(run_dir), "config": summary_config(cfg, model, world_size)}
+    write_results(run_dir, {**base, "status": "running", "error": None})
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    print("\n".join(module.freeze_report))
+
+    efficiency = model_efficiency(model, processor, dm.sources["train"].items[0])
+    monitor = EfficiencyMonitor(model.num_visual_tokens)
+    callbacks: list[L.Callback] = [
+        monitor,
+        L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+            every_n_train_steps=cfg.trainer.checkpoint_every_steps,
+        ),
+        L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
+    ]
+    if cfg.fail_at_step is not None:
+        callbacks.append(FailAt(cfg.fail_at_step))
+    logger = L.pytorch.loggers.TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
+    logger.log_hyperparams({k: v for k, v in base["config"].items() if k != "full"})
+    trainer = L.Trainer(
+        max_steps=stage.max_steps,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=strategy,
+        precision=cfg.trainer.precision,
+        logger=logger,
+        callbacks=callbacks,
+        val_check_interval=min(cfg.eval.val_every_steps, stage.max_steps),
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=stage.grad_clip if stage.grad_clip else None,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        max_epochs=-1,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    t0 = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+        wall = time.perf_counter() - t0
+        trainer.test(module, datamodule=dm, verbose=False)
+    except Exception as err:  # recorded, then re-raised: a sweep reads the status and the line
+        line = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if trainer.global_rank == 0:
+            write_results(run_dir, {**base, "status": "failed", "error": line})
+        raise
+    if trainer.global_rank != 0:
+        return {}
+    test = module.last_test
+    losses = module.train_losses
+    tail = losses[-50:] if losses else []
+    record = {
+        **base,
+        "status": "completed",
+        "error": None,
+        "efficiency": {
+            **efficiency,
+            **monitor.summary(stage.batch_size, world_size),
+            "peak_memory_mb": peak_memory_mb(module.device),
+            "steps": trainer.global_step,
+            "samples": trainer.global_step * stage.batch_size * world_size,
+            "wall_time_s": wall,
+            "data_setup_s": t_data,
+            "feature_cache": use_cache,
+        },
+        "metrics": {
+            "accuracy": test["acc"],
+            "n": int(sum(test.get(f"n_{c}", 0) for c in module.metrics["test"].categories)),
+            "loss": test["loss"],
+            "per_category": {
+                c: {"accuracy": test[f"acc_{c}"], "n": int(test[f"n_{c}"])}
+                for c in module.metrics["test"].categories if f"acc_{c}" in test
+            },
+            "predicted_histogram": {k[-1]: v for k, v in test.items() if k.startswith("pred_frac_")},
+            "train_loss_final": sum(tail) / len(tail) if tail else None,
+            "val": getattr(module, "last_val", None),
+        },
+    }
+    from projlab.io import write_json
+
+    write_json(run_dir / "predictions_test.json", module.test_predictions)
+    write_results(run_dir, record)
+    print(f"{run_dir}: accuracy {record['metrics']['accuracy']:.3f} in {wall:.0f} s")
+    return record
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    try:
+        run(cfg)
+    except UserError:
+        raise
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

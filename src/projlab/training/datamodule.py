@@ -1,0 +1,115 @@
+"""The DataModule: sources -> (cached features | pixels) + token ids -> batches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from projlab.data.features import cached_features, channel_stats, compute_features
+from projlab.data.prompt import TextProcessor, collate_examples
+from projlab.data.sources import Source
+from projlab.evaluation.likelihood import option_batch
+from projlab.models.vision import VisionTower
+from projlab.training.sampler import StepSampler
+
+
+class SplitDataset(Dataset):
+    def __init__(self, source: Source, features: torch.Tensor | None) -> None:
+        self.source, self.features = source, features
+
+    def __len__(self) -> int:
+        return len(self.source.items)
+
+    def __getitem__(self, i: int):
+        visual = self.features[i] if self.features is not None else self.source.image(i)
+        return self.source.items[i], visual
+
+
+class QADataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        sources: dict[str, Source],
+        processor: TextProcessor,
+        tower: VisionTower,
+        use_cache: bool,
+        cache_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        max_steps: int,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.sources, self.processor, self.tower = sources, processor, tower
+        self.use_cache, self.cache_dir = use_cache, cache_dir
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.max_steps, self.num_workers = seed, max_steps, num_workers
+        self.datasets: dict[str, SplitDataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        for split, source in self.sources.items():
+            if split in self.datasets:
+                continue
+            feats = None
+            if self.use_cache:
+                feats = cached_features(self.tower, source.image, len(source.items), source.signature(), self.cache_dir)
+            self.datasets[split] = SplitDataset(source, feats)
+
+    def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel statistics of the training split's features (from the cache where there is one)."""
+        self.setup()
+        train = self.datasets["train"]
+        feats = train.features
+        if feats is None:
+            feats = compute_features(self.tower, train.source.image, len(train))
+        return channel_stats(feats)
+
+    # ---- batches ---------------------------------------------------------------------------
+    def _visual(self, visuals: list) -> dict[str, torch.Tensor]:
+        if isinstance(visuals[0], torch.Tensor):
+            return {"features": torch.stack(visuals).float()}
+        return {"pixel_values": self.tower.preprocess(visuals)}
+
+    def collate_train(self, batch: list) -> dict[str, torch.Tensor]:
+        items, visuals = zip(*batch)
+        return {**collate_train_examples(items, self.processor), **self._visual(list(visuals))}
+
+    def collate_eval(self, batch: list) -> dict:
+        items, visuals = zip(*batch)
+        out: dict = {"items": list(items), **self._visual(list(visuals))}
+        if items[0].options:
+            out["options"] = option_batch(list(items), self.processor)
+        else:  # free-form data: loss only
+            out["targets"] = collate_train_examples(items, self.processor)
+        return out
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        sampler = StepSampler(
+            len(self.datasets["train"]), self.batch_size, self.seed, self.max_steps,
+            start_step=trainer.global_step if trainer else 0,
+            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+        )
+        return DataLoader(
+            self.datasets["train"], batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate_train,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.datasets[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collate_eval,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+def collate_train_examples(items, processor: TextProcessor) -> dict[str, torch.Tensor]:
+    examples = [processor.example(it.question, it.answer_text) for it in items]
+    return collate_examples(examples, processor.tokenizer.pad_token_id)

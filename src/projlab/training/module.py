@@ -1,0 +1,190 @@
+"""The LightningModule: a training stage of the MLLM (freeze policy, optimiser, schedule) and its
+multiple-choice evaluation per category. Knows nothing of sweeps."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, SumMetric
+
+from projlab.data.spatial import LETTERS
+from projlab.errors import UserError
+from projlab.evaluation.likelihood import score_matrix, sequence_logprob
+from projlab.models.mllm import MLLM
+
+
+@dataclass
+class StageConfig:
+    name: str = "joint"
+    trainable: list[str] = field(default_factory=lambda: ["projector", "llm"])
+    requires_init: bool = False
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 50
+    max_steps: int = 700
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float = 1.0
+
+
+class MCMetrics(nn.Module):
+    """Accuracy overall and per category, n per category, and the histogram of predicted options."""
+
+    def __init__(self, categories: list[str]) -> None:
+        super().__init__()
+        self.categories = list(categories)
+        self.acc = nn.ModuleDict({c: MeanMetric() for c in self.categories})
+        self.n = nn.ModuleDict({c: SumMetric() for c in self.categories})
+        self.overall = MeanMetric()
+        self.hist = nn.ModuleDict({l: SumMetric() for l in LETTERS})
+        self.loss = MeanMetric()
+
+    def update(self, correct: torch.Tensor, preds: torch.Tensor, categories: list[str], loss: torch.Tensor) -> None:
+        self.overall.update(correct)
+        for c in set(categories):
+            sel = torch.tensor([k == c for k in categories], device=correct.device)
+            self.acc[c].update(correct[sel])
+            self.n[c].update(sel.sum())
+        for i, l in enumerate(LETTERS):
+            self.hist[l].update((preds == i).sum())
+        self.loss.update(loss)
+
+    def compute(self) -> dict[str, float]:
+        out = {"acc": float(self.overall.compute()), "loss": float(self.loss.compute())}
+        for c in self.categories:
+            if float(self.n[c].compute()) > 0:
+                out[f"acc_{c}"] = float(self.acc[c].compute())
+                out[f"n_{c}"] = float(self.n[c].compute())
+        total = sum(float(self.hist[l].compute()) for l in LETTERS) or 1.0
+        for l in LETTERS:
+            out[f"pred_frac_{l}"] = float(self.hist[l].compute()) / total
+        return out
+
+    def reset(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset"):
+                m.reset()
+
+
+class MLLMModule(L.LightningModule):
+    def __init__(self, model: MLLM, stage: StageConfig, categories: list[str]) -> None:
+        super().__init__()
+        self.model, self.stage = model, stage
+        self.metrics = nn.ModuleDict({"val": MCMetrics(categories), "test": MCMetrics(categories)})
+        self.test_predictions: dict[str, dict] = {}
+        self.train_losses: list[float] = []
+        self.strict_loading = False  # checkpoints hold trainable weights only (see on_save_checkpoint)
+        self.freeze_report = self.apply_freeze_policy()
+
+    # ---- freeze policy ----------------------------------------------------------------------
+    def apply_freeze_policy(self) -> list[str]:
+        units = self.model.modules_by_name()
+        unknown = [u for u in self.stage.trainable if u not in units]
+        if unknown:
+            raise UserError(f"stage.trainable names {unknown[0]!r}; allowed: {', '.join(units)}")
+        lines = []
+        for name, module in units.items():
+            train = name in self.stage.trainable
+            module.requires_grad_(train)
+            n = sum(p.numel() for p in module.parameters())
+            lines.append(f"{name:<10} {'trainable' if train else 'frozen':<9} {n:>14,d} parameters")
+        return lines
+
+    def on_train_epoch_start(self) -> None:
+        for name, module in self.model.modules_by_name().items():
+            if name not in self.stage.trainable:
+                module.eval()  # frozen parts stay deterministic (no dropout)
+
+    # ---- steps ------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.model(
+            batch["input_ids"], batch["attention_mask"], features=batch.get("features"),
+            pixel_values=batch.get("pixel_values"), labels=batch["labels"],
+        )
+        loss = out.loss
+        self.train_losses.append(float(loss.detach()))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def _eval_step(self, batch: dict, split: str) -> None:
+        items = batch["items"]
+        if "options" not in batch:  # free-form data: teacher-forced loss only
+            t = batch["targets"]
+            out = self.model(t["input_ids"], t["attention_mask"], features=batch.get("features"),
+                             pixel_values=batch.get("pixel_values"), labels=t["labels"])
+            self.metrics[split].loss.update(out.loss)
+            return
+        opts = batch["options"]
+        features = batch.get("features")
+        if features is None and self.model.num_visual_tokens:
+            features = self.model.vision(batch["pixel_values"])
+        visual = self.model.visual_tokens(features)[opts["group"]] if self.model.num_visual_tokens else None
+        out = self.model(opts["input_ids"], opts["attention_mask"], visual=visual)
+        seq = sequence_logprob(out.logits, opts["labels"])
+        scores = score_matrix(seq, opts["group"], opts["option"], len(items))  # (B, 4)
+        preds = scores.argmax(-1)
+        answers = torch.tensor([LETTERS.index(it.answer) for it in items], device=preds.device)
+        correct = (preds == answers).float()
+        n_tok = (opts["labels"][:, 1:] != -100).sum(-1).float()
+        true_seq = opts["option"] == answers[opts["group"]]
+        loss = -(seq[true_seq] / n_tok[true_seq]).mean()
+        self.metrics[split].update(correct, preds, [it.category for it in items], loss.detach())
+        if split == "test":
+            for it, p in zip(items, preds.tolist()):
+                self.test_predictions[it.id] = {"pred": LETTERS[p], "answer": it.answer, "category": it.category}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_metrics(self, split: str) -> dict[str, float]:
+        values = self.metrics[split].compute()
+        for k, v in values.items():
+            if not k.startswith("n_"):
+                self.log(f"{split}/{k}", v, sync_dist=False)
+        self.metrics[split].reset()
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val = self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.last_test = self._log_metrics("test")
+
+    # ---- optimiser --------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return None  # nothing to train (e.g. the blind control in a projector-only stage)
+        s = self.stage
+        opt = torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
+
+        def factor(step: int) -> float:
+            if step < s.warmup_steps:
+                return (step + 1) / s.warmup_steps
+            progress = min(1.0, (step - s.warmup_steps) / max(1, s.max_steps - s.warmup_steps))
+            floor = s.min_lr / s.lr
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- checkpoints: trainable weights (and buffers) only ------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
+        sd = checkpoint.get("state_dict")
+        if sd is not None:
+            for k in [k for k in sd if k in frozen]:
+                del sd[k]
+        checkpoint["train_losses"] = self.train_losses
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.train_losses = list(checkpoint.get("train_losses", []))
