@@ -19,6 +19,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from projlab.console import quiet_third_party  # noqa: E402
 from projlab.config import load_config, projector_knobs, run_name  # noqa: E402
 from projlab.data.prompt import TextProcessor  # noqa: E402
 from projlab.data.sources import LlavaSource, SpatialSource  # noqa: E402
@@ -39,7 +40,7 @@ from projlab.training.strategy import build_strategy  # noqa: E402
 def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
     paths = {}
     if "tiny" in (cfg.vision.name_or_path, cfg.llm.name_or_path):
-        paths = ensure_tiny_preset(cfg.paths.cache_dir)
+        paths = ensure_tiny_preset(cfg.paths.cache_dir, cfg.vision.get("pretrain_steps", 0))
     vision = paths["vision"] if cfg.vision.name_or_path == "tiny" else cfg.vision.name_or_path
     llm = paths["llm"] if cfg.llm.name_or_path == "tiny" else cfg.llm.name_or_path
     return vision, llm
@@ -181,6 +182,9 @@ def run(cfg: DictConfig) -> dict:
         max_epochs=-1,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
+    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["global_step"] if last.exists() else 0
+    if resumed_from:
+        print(f"resuming from {last} at step {resumed_from}")
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
@@ -205,6 +209,7 @@ def run(cfg: DictConfig) -> dict:
             **monitor.summary(stage.batch_size, world_size),
             "peak_memory_mb": peak_memory_mb(module.device),
             "steps": trainer.global_step,
+            "resumed_from_step": resumed_from,
             "samples": trainer.global_step * stage.batch_size * world_size,
             "wall_time_s": wall,
             "data_setup_s": t_data,
@@ -233,6 +238,7 @@ def run(cfg: DictConfig) -> dict:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
+    quiet_third_party()
     cfg = load_config(sys.argv[1:] if argv is None else argv)
     try:
         run(cfg)

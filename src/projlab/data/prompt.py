@@ -21,6 +21,12 @@ TEMPLATES = {
 }
 
 
+def template_words(template: str = "plain") -> list[str]:
+    """The words of a template itself (a word-level tokenizer needs them in its vocabulary)."""
+    text = TEMPLATES[template].format(image=" ", question=" ")
+    return text.split()
+
+
 def build_prompt(question: str, template: str = "plain") -> str:
     """The one function that turns a question into the LLM's prompt (with one `<image>` placeholder)."""
     if template not in TEMPLATES:

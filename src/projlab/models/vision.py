@@ -66,15 +66,19 @@ class VisionTower(nn.Module):
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> normalised pixel values (B, 3, R, R) at the run's resolution."""
-        r = self.resolution
+        return self.normalise_pixels(images, self.resolution, self.mean, self.std)
+
+    @staticmethod
+    def normalise_pixels(
+        images: list[Image.Image], resolution: int, mean=_CLIP_MEAN, std=_CLIP_STD
+    ) -> torch.Tensor:
+        r = resolution
         arrays = [
             np.asarray(im.convert("RGB").resize((r, r), Image.BICUBIC) if im.size != (r, r) else im.convert("RGB"))
             for im in images
         ]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, R, R) -> patch features (B, N, C_vision), N = rows * cols, CLS dropped."""

@@ -12,7 +12,7 @@ import copy
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from projlab.projectors.base import PositionalEmbedding
 
@@ -27,6 +27,19 @@ def count_positional_parameters(module: nn.Module) -> int:
     return sum(count_parameters(m) for m in module.modules() if isinstance(m, PositionalEmbedding))
 
 
+# Attention kernels FlopCounterMode has no formula for (their FLOPs are a plain SDPA's): on the CPU,
+# scaled_dot_product_attention runs `_scaled_dot_product_flash_attention_for_cpu`, which would count 0.
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_EXTRA_FORMULAS = {
+    getattr(torch.ops.aten, op): _sdpa_flops
+    for op in ("_scaled_dot_product_flash_attention_for_cpu",)
+    if hasattr(torch.ops.aten, op)
+}
+
+
 def _device_and_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in (*module.parameters(), *module.buffers()):
         return t.device, t.dtype if t.is_floating_point() else torch.get_default_dtype()
@@ -37,16 +50,20 @@ def _forward_flops(projector: nn.Module, batch: int, device: torch.device, dtype
     x = torch.randn(batch, projector.num_patches, projector.vision_dim, device=device, dtype=dtype)
     was_training = projector.training
     flags = [(p, p.requires_grad) for p in projector.parameters()]
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         projector.eval()
+        # nn.MultiheadAttention's fused inference fast path (self-attention, eval) would hide its matmuls
+        torch.backends.mha.set_fastpath_enabled(False)
         # Frozen and no_grad: FlopCounterMode's module tracker trips over parameter views made under no_grad
         # while the parameters still require grad ("Expected gradient function to be set").
         for p, _ in flags:
             p.requires_grad_(False)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
             projector(x)
         return int(counter.get_total_flops())
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         for p, flag in flags:
             p.requires_grad_(flag)
         projector.train(was_training)

@@ -62,7 +62,7 @@ class Projector(nn.Module):
         """Rule for grid-pooling projectors: a perfect square M = s*s with s <= each grid side."""
         side = int(math.isqrt(int(requested))) if requested is not None and int(requested) > 0 else 0
         rows, cols = grid
-        if requested is None or side * side != int(requested) or side > min(rows, cols):
+        if requested is None or int(requested) < 1 or side * side != int(requested) or side > min(rows, cols):
             squares = ", ".join(str(s * s) for s in range(1, min(rows, cols) + 1))
             raise UserError(
                 f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed on a "

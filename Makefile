@@ -1,0 +1,81 @@
+# projlab: every command a user needs. Variables: RUNS (runs root, default runs/), and per target below.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.installed-stamp
+RUNS ?= runs
+export RUNS
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+PROJECTOR ?=
+TOKENS ?=
+RES ?=
+SEED ?=
+SEEDS ?=
+NAME ?=
+ARGS ?=
+
+comma := ,
+opt = $(if $(2),$(1)=$(2),)
+
+.PHONY: install test test-fast train sweep search calibrate figures reproduce bench eval clean help
+
+help:
+	@echo "make reproduce | test | train | sweep | search | calibrate | figures | bench | eval"
+
+# A venv with the exact versions of requirements.lock; re-runs only when the lock or pyproject changes.
+install: $(STAMP)
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	@echo "installing pinned dependencies into .venv (first time: about a minute)"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import projlab, torch, lightning, transformers" && touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+# One arm: make train PROJECTOR=c_abstractor TOKENS=144 RES=112 SEED=0 ARGS="stage.max_steps=300"
+train: install
+	$(PY) -m projlab.train $(call opt,projector,$(PROJECTOR)) $(call opt,projector.num_visual_tokens,$(TOKENS)) \
+		$(call opt,vision.resolution,$(RES)) $(call opt,seed,$(SEED)) $(ARGS)
+
+# A grid: make sweep PROJECTOR=c_abstractor TOKENS=64,144,256 RES=112 SEEDS=0,1 NAME=my_sweep
+sweep: install
+	$(PY) -m projlab.sweeps.grid $(call opt,--projectors,$(PROJECTOR)) $(call opt,--tokens,$(TOKENS)) \
+		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(ARGS)
+
+# An Optuna search declared in sweeps/: make search SWEEP=sweeps/lr_c_abstractor.yaml WORKERS=2
+SWEEP ?= sweeps/lr_c_abstractor.yaml
+WORKERS ?= 1
+search: install
+	$(PY) -m projlab.sweeps.search $(SWEEP) --workers $(WORKERS) $(ARGS)
+
+# The instrument's calibration arms over 3 seeds -> $(RUNS)/calibration/calibration.json + table
+calibrate: install
+	$(PY) -m projlab.sweeps.calibrate $(ARGS)
+
+# Tables and figures from logged results: make figures NAME=default
+figures: install
+	$(PY) -m projlab.analysis.report $(call opt,--sweep,$(NAME)) $(ARGS)
+
+# The main job on the embedded default: the default sweep, then every table and figure.
+reproduce: install
+	$(PY) -m projlab.sweeps.grid --name default $(ARGS)
+	$(PY) -m projlab.analysis.report --sweep default
+
+bench: install
+	$(PY) -m projlab.bench $(ARGS)
+
+# Score a run on a benchmark file: make eval CKPT=runs/x/arm BENCH=mmbench DATA=path/to/file.tsv
+CKPT ?=
+BENCH ?= spatial
+DATA ?=
+eval: install
+	$(PY) -m projlab.evaluation.evaluate --run $(CKPT) --bench $(BENCH) $(call opt,--data,$(DATA)) $(ARGS)
+
+clean:
+	rm -rf .pytest_cache reports bench

@@ -1,0 +1,25 @@
+"""Keep the terminal for what matters: the progress bar, the freeze report, errors."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def quiet_third_party() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for pattern in (
+        ".*LeafSpec.*",
+        ".*module\\(s\\) in eval mode.*",
+        ".*does not have many workers.*",
+        ".*litlogger.*",
+        ".*`training_step` returned `None`.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage() and "TPU available" not in record.getMessage()
+    )

@@ -1,0 +1,82 @@
+"""The built-in spatial benchmark: balanced, deterministic, and every answer true of its image."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from projlab.data import spatial
+from projlab.data.prompt import TextProcessor, build_prompt
+from projlab.models.language import IMAGE_TOKEN
+from projlab.models.presets import build_tokenizer, tiny_words
+
+
+@pytest.fixture(scope="module")
+def items():
+    return spatial.generate("test", 40, seed=7)
+
+
+def test_answers_are_exactly_balanced_per_category(items):
+    by_cat = Counter((it.category, it.answer) for it in items)
+    for cat in spatial.CATEGORIES:
+        counts = [by_cat[(cat, letter)] for letter in spatial.LETTERS]
+        assert counts == [10, 10, 10, 10], (cat, counts)
+    assert Counter(it.category for it in items) == {c: 40 for c in spatial.CATEGORIES}
+
+
+def test_generation_is_deterministic_and_split_dependent():
+    a = spatial.generate("train", 8, seed=1)
+    b = spatial.generate("train", 8, seed=1)
+    c = spatial.generate("val", 8, seed=1)
+    assert [(x.question, x.answer, x.objects) for x in a] == [(x.question, x.answer, x.objects) for x in b]
+    assert [x.objects for x in a] != [x.objects for x in c]
+
+
+def _named(item, word):
+    return next(o for o in item.objects if o.shape == word)
+
+
+def test_every_answer_is_true_of_its_scene(items):
+    half = spatial.CELLS // 2
+    for it in items:
+        shapes = [o.shape for o in it.objects]
+        assert len(set(shapes)) == len(shapes) and len({o.colour for o in it.objects}) == len(shapes)
+        words = it.question.split()
+        if it.category == "counting":
+            assert spatial.OPTIONS["counting"][len(it.objects) - 1] == it.answer_text
+        elif it.category == "object_localization":
+            row, col = _named(it, words[3]).cell
+            quadrant = ("top" if row < half else "bottom") + "-" + ("left" if col < half else "right")
+            assert quadrant == it.answer_text
+        elif it.category == "spatial_relation":
+            a, b = _named(it, words[3]).cell, _named(it, words[7]).cell
+            truth = {"left": a[1] < b[1] and a[0] == b[0], "right": a[1] > b[1] and a[0] == b[0],
+                     "above": a[0] < b[0] and a[1] == b[1], "below": a[0] > b[0] and a[1] == b[1]}
+            assert truth[it.answer_text], (it.question, it.objects)
+        elif it.category == "attribute":
+            assert _named(it, words[4]).colour == it.answer_text
+
+
+@pytest.mark.parametrize("resolution", [112, 168])
+def test_render_draws_each_object_in_its_colour(items, resolution):
+    it = items[0]
+    img = np.asarray(spatial.render(it.objects, resolution))
+    assert img.shape == (resolution, resolution, 3)
+    cell = resolution / spatial.CELLS
+    for obj in it.objects:
+        cy, cx = int((obj.cell[0] + 0.5) * cell), int((obj.cell[1] + 0.5) * cell)
+        assert tuple(img[cy, cx]) == spatial.COLOURS[obj.colour]
+
+
+def test_processor_expands_the_image_and_masks_all_but_the_answer(items):
+    tok = build_tokenizer(tiny_words())
+    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    proc = TextProcessor(tok, num_visual_tokens=16, image_token_id=image_id, template="plain")
+    it = items[0]
+    ex = proc.example(it.question, it.answer_text)
+    assert ex["input_ids"].count(image_id) == 16
+    kept = [t for t, l in zip(ex["input_ids"], ex["labels"]) if l != -100]
+    assert tok.decode(kept) == it.answer_text
+    assert tok.unk_token_id not in ex["input_ids"]  # the vocabulary covers every prompt
+    assert build_prompt(it.question).count(IMAGE_TOKEN) == 1
