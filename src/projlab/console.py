@@ -18,6 +18,8 @@ def quiet_third_party() -> None:
         ".*does not have many workers.*",
         ".*litlogger.*",
         ".*`training_step` returned `None`.*",
+        ".*recommended to use `self.log\\(.*sync_dist=True.*",
+        ".*returned a view tensor.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(

@@ -17,6 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from projlab.console import quiet_third_party  # noqa: E402
@@ -37,10 +38,15 @@ from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
 from projlab.training.strategy import build_strategy  # noqa: E402
 
 
+def is_rank_zero() -> bool:
+    """Rank 0 of a distributed run (Lightning reads the launcher's environment), or a single process."""
+    return rank_zero_only.rank == 0
+
+
 def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
     paths = {}
     if "tiny" in (cfg.vision.name_or_path, cfg.llm.name_or_path):
-        paths = ensure_tiny_preset(cfg.paths.cache_dir, cfg.vision.get("pretrain_steps", 0))
+        paths = ensure_tiny_preset(cfg.paths.cache_dir, int(cfg.vision.get("pretrain_steps") or 0))
     vision = paths["vision"] if cfg.vision.name_or_path == "tiny" else cfg.vision.name_or_path
     llm = paths["llm"] if cfg.llm.name_or_path == "tiny" else cfg.llm.name_or_path
     return vision, llm
@@ -53,6 +59,8 @@ def build_model(cfg: DictConfig) -> MLLM:
     llm = LanguageModel(llm_path, dtype=dtype)
     if cfg.llm.gradient_checkpointing:
         llm.model.gradient_checkpointing_enable()
+    # seeded here, after the backbones: building a preset the first time must not shift the projector's init
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     return MLLM(vision, llm, cfg.projector.name, projector_knobs(cfg), cfg.feature_norm)
 
 
@@ -114,15 +122,26 @@ class FailAt(L.Callback):
 
 
 def run(cfg: DictConfig) -> dict:
-    """Train and test one arm; return its results record."""
+    """Train and test one arm; return its results record. Any failure is recorded in results.json
+    (status failed, one error line) before it propagates, so a sweep can read what happened."""
     run_dir = Path(cfg.paths.runs_root) / cfg.sweep / run_name(cfg)
     previous = read_results(run_dir)
     if previous and previous.get("status") == "completed" and not cfg.rerun:
         print(f"{run_dir}: already completed (rerun=true to train again)")
         return previous
+    try:
+        return _run(cfg, run_dir)
+    except Exception as err:
+        if is_rank_zero() and not isinstance(err, UserError):
+            record = read_results(run_dir) or {"run_dir": str(run_dir), "config": {"full": OmegaConf.to_container(cfg)}}
+            msg = str(err).splitlines()[0] if str(err) else ""
+            write_results(run_dir, {**record, "status": "failed", "error": f"{type(err).__name__}: {msg}"})
+        raise
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict:
     stage = StageConfig(**OmegaConf.to_container(cfg.stage, resolve=True))
     init = init_checkpoint(cfg, stage)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg)
     strategy, world_size = build_strategy(cfg.trainer, model)
     module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
@@ -144,8 +163,9 @@ def run(cfg: DictConfig) -> dict:
     t_data = time.perf_counter() - t_data
 
     base = {"run_dir": str(run_dir), "config": summary_config(cfg, model, world_size)}
-    write_results(run_dir, {**base, "status": "running", "error": None})
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    if is_rank_zero():
+        write_results(run_dir, {**base, "status": "running", "error": None})
+        OmegaConf.save(cfg, run_dir / "config.yaml")
     print("\n".join(module.freeze_report))
 
     efficiency = model_efficiency(model, processor, dm.sources["train"].items[0])
@@ -182,22 +202,18 @@ def run(cfg: DictConfig) -> dict:
         max_epochs=-1,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
-    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["global_step"] if last.exists() else 0
+    meta = last / "meta.pt" if last.is_dir() else last  # a distributed checkpoint is a folder
+    resumed_from = torch.load(meta, map_location="cpu", weights_only=False)["global_step"] if last.exists() else 0
     if resumed_from:
         print(f"resuming from {last} at step {resumed_from}")
     t0 = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
-        wall = time.perf_counter() - t0
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+    wall = time.perf_counter() - t0
+    if "test" in dm.sources:
         trainer.test(module, datamodule=dm, verbose=False)
-    except Exception as err:  # recorded, then re-raised: a sweep reads the status and the line
-        line = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        if trainer.global_rank == 0:
-            write_results(run_dir, {**base, "status": "failed", "error": line})
-        raise
     if trainer.global_rank != 0:
         return {}
-    test = module.last_test
+    test = module.last_test if "test" in dm.sources else module.last_val
     losses = module.train_losses
     tail = losses[-50:] if losses else []
     record = {
@@ -216,7 +232,7 @@ def run(cfg: DictConfig) -> dict:
             "feature_cache": use_cache,
         },
         "metrics": {
-            "accuracy": test["acc"],
+            "accuracy": test.get("acc"),
             "n": int(sum(test.get(f"n_{c}", 0) for c in module.metrics["test"].categories)),
             "loss": test["loss"],
             "per_category": {
@@ -232,7 +248,8 @@ def run(cfg: DictConfig) -> dict:
 
     write_json(run_dir / "predictions_test.json", module.test_predictions)
     write_results(run_dir, record)
-    print(f"{run_dir}: accuracy {record['metrics']['accuracy']:.3f} in {wall:.0f} s")
+    acc = record["metrics"]["accuracy"]
+    print(f"{run_dir}: " + (f"accuracy {acc:.3f}" if acc is not None else f"loss {test['loss']:.3f}") + f" in {wall:.0f} s")
     return record
 
 

@@ -66,4 +66,4 @@ class MLLM(nn.Module):
             visual = visual.to(embeds.dtype)  # (B, M, C_llm)
             slots = (input_ids == self.llm.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(slots, visual)
-        return self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+        return self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)

@@ -78,7 +78,7 @@ def pretrain_clip(
         torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(out.loss))
+        losses.append(out.loss.item())
         if log_every and (step + 1) % log_every == 0:
             print(f"tower pre-training: step {step + 1}/{steps} contrastive loss {sum(losses[-log_every:]) / log_every:.3f}")
     clip.eval()

@@ -14,6 +14,7 @@ from projlab.data.spatial import LETTERS
 from projlab.errors import UserError
 from projlab.evaluation.likelihood import score_matrix, sequence_logprob
 from projlab.models.mllm import MLLM
+from projlab.training.strategy import configure_sharding
 
 
 @dataclass
@@ -38,11 +39,13 @@ class MCMetrics(nn.Module):
     def __init__(self, categories: list[str]) -> None:
         super().__init__()
         self.categories = list(categories)
-        self.acc = nn.ModuleDict({c: MeanMetric() for c in self.categories})
-        self.n = nn.ModuleDict({c: SumMetric() for c in self.categories})
-        self.overall = MeanMetric()
-        self.hist = nn.ModuleDict({l: SumMetric() for l in LETTERS})
-        self.loss = MeanMetric()
+        # each rank scores the whole split (FSDP ranks must run the same forwards): no cross-rank sum
+        local = {"sync_on_compute": False}
+        self.acc = nn.ModuleDict({c: MeanMetric(**local) for c in self.categories})
+        self.n = nn.ModuleDict({c: SumMetric(**local) for c in self.categories})
+        self.overall = MeanMetric(**local)
+        self.hist = nn.ModuleDict({l: SumMetric(**local) for l in LETTERS})
+        self.loss = MeanMetric(**local)
 
     def update(self, correct: torch.Tensor, preds: torch.Tensor, categories: list[str], loss: torch.Tensor) -> None:
         self.overall.update(correct)
@@ -55,7 +58,9 @@ class MCMetrics(nn.Module):
         self.loss.update(loss)
 
     def compute(self) -> dict[str, float]:
-        out = {"acc": float(self.overall.compute()), "loss": float(self.loss.compute())}
+        out = {"loss": float(self.loss.compute())}
+        if self.overall.update_called:  # free-form data has a loss but no choices to score
+            out["acc"] = float(self.overall.compute())
         for c in self.categories:
             if float(self.n[c].compute()) > 0:
                 out[f"acc_{c}"] = float(self.acc[c].compute())
@@ -94,6 +99,10 @@ class MLLMModule(L.LightningModule):
             n = sum(p.numel() for p in module.parameters())
             lines.append(f"{name:<10} {'trainable' if train else 'frozen':<9} {n:>14,d} parameters")
         return lines
+
+    def configure_model(self) -> None:
+        """FSDP2 sharding when the trainer's strategy is `fsdp` (see projlab.training.strategy); else nothing."""
+        configure_sharding(self)
 
     def on_train_epoch_start(self) -> None:
         for name, module in self.model.modules_by_name().items():
@@ -179,7 +188,10 @@ class MLLMModule(L.LightningModule):
 
     # ---- checkpoints: trainable weights (and buffers) only ------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
+        # remove_duplicate=False: a frozen weight tied under two names (embeddings / LM head) is dropped twice
+        frozen = {
+            f"model.{n}" for n, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad
+        }
         sd = checkpoint.get("state_dict")
         if sd is not None:
             for k in [k for k in sd if k in frozen]:

@@ -1,0 +1,59 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Figures
+# Accuracy against the number of visual tokens, the efficiency frontier (accuracy against step time), accuracy
+# per task category per projector at matched M, and the validation curves logged to TensorBoard. One colour
+# per projector in every figure (projlab.analysis.figures.PALETTE); error bars are the std over seeds.
+
+# %% tags=["parameters"]
+runs_root = "../runs"  # the runs root (env RUNS of make sweep)
+sweep = "default"  # the sweep folder under it
+out_dir = "../reports/default"  # tables/ and figures/ are written under it
+
+# %%
+from pathlib import Path
+
+from IPython.display import Image, display
+
+from projlab.analysis import figures
+from projlab.analysis.collect import collect_curves, collect_runs
+
+figures_dir = Path(out_dir) / "figures"
+runs = collect_runs(runs_root, sweep)
+if runs.empty:
+    raise RuntimeError(f"no results under {Path(runs_root) / sweep}; run make sweep first")
+curves = collect_curves(runs_root, sweep)
+print(f"{len(runs)} run(s), {len(curves)} logged validation points")
+
+
+def show(paths):
+    for path in paths:
+        print(path)
+    if not paths:
+        print("nothing to draw: no completed run")
+    elif paths[0].suffix == ".png":
+        display(Image(filename=str(paths[0])))
+
+
+# %%
+show(figures.accuracy_vs_tokens(runs, figures_dir))
+
+# %%
+show(figures.efficiency_frontier(runs, figures_dir))
+
+# %%
+show(figures.spatial_bars(runs, figures_dir))
+
+# %%
+show(figures.training_curves(curves, figures_dir))

@@ -1,0 +1,163 @@
+"""Read logged runs into tidy DataFrames: the only way analysis sees results.
+
+A run is a folder `<runs_root>/<sweep>/<arm>/` holding a results.json (schema: `projlab.results`); every
+such folder gives one row, whatever its status, so a failed arm is reported rather than silently dropped.
+Training curves come from the TensorBoard events under `<arm>/tb/`, per-question answers from
+`<arm>/predictions_test.json`.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from projlab.data.spatial import CATEGORIES, SPATIAL_CATEGORIES
+from projlab.io import read_json
+from projlab.results import RESULTS_FILE, read_results
+
+SPATIAL = SPATIAL_CATEGORIES  # the tasks that need to know where a patch was
+CONTROLS = tuple(c for c in CATEGORIES if c not in SPATIAL)  # tasks a bag of patches can answer
+CONTROL_PROJECTORS = ("blind", "shuffle")
+# Registry names in the order tables list them (figures.PALETTE gives each its colour).
+PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor", "blind", "shuffle")
+DEFAULT_TAGS = ("val/acc", *(f"val/acc_{c}" for c in CATEGORIES))
+
+CONFIG_KEYS = ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")
+EFFICIENCY_KEYS = (
+    "steps", "wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_memory_mb",
+    "projector_params", "projector_flops", "params_trainable", "llm_seq_len",
+)
+RUN_COLUMNS = (
+    "sweep", "arm", "status", "error", *CONFIG_KEYS, "llm", *EFFICIENCY_KEYS, "accuracy", "n", "train_loss_final",
+)
+_ARM_NAME = re.compile(r"^(?P<projector>.+)-m(?P<tokens>\d+|all)-r(?P<res>\d+)-s(?P<seed>\d+)-(?P<stage>[^-]+)$")
+
+
+def run_dirs(runs_root: str | Path, sweep: str | None = None) -> list[Path]:
+    """Every folder holding a results.json, under one sweep or under all of them."""
+    root = Path(runs_root)
+    pattern = f"{sweep}/*/{RESULTS_FILE}" if sweep else f"*/*/{RESULTS_FILE}"
+    return sorted(p.parent for p in root.glob(pattern))
+
+
+def _from_name(arm: str) -> dict[str, Any]:
+    """What the folder name tells (a run that died before writing its config still has a name)."""
+    m = _ARM_NAME.match(arm)
+    if not m:
+        return {}
+    tokens = m["tokens"]
+    return {
+        "projector": m["projector"], "num_visual_tokens": None if tokens == "all" else int(tokens),
+        "resolution": int(m["res"]), "seed": int(m["seed"]), "stage": m["stage"],
+    }
+
+
+def run_row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """One flat row from one results.json."""
+    config = record.get("config") or {}
+    eff = record.get("efficiency") or {}
+    metrics = record.get("metrics") or {}
+    guess = _from_name(run_dir.name)
+    row: dict[str, Any] = {
+        "sweep": config.get("sweep") or run_dir.parent.name,
+        "arm": run_dir.name,
+        "status": record.get("status"),
+        "error": record.get("error"),
+    }
+    for key in CONFIG_KEYS:
+        row[key] = config.get(key, guess.get(key))
+    row["llm"] = ((config.get("full") or {}).get("llm") or {}).get("name_or_path")
+    row.update({key: eff.get(key) for key in EFFICIENCY_KEYS})
+    row.update(accuracy=metrics.get("accuracy"), n=metrics.get("n"), train_loss_final=metrics.get("train_loss_final"))
+    for cat, values in (metrics.get("per_category") or {}).items():
+        row[f"acc_{cat}"] = values.get("accuracy")
+        row[f"n_{cat}"] = values.get("n")
+    row["benchmarks"] = metrics.get("benchmarks") or None
+    return row
+
+
+def _category_order(columns: Iterable[str]) -> list[str]:
+    found = [c[4:] for c in columns if c.startswith("acc_")]
+    return [c for c in CATEGORIES if c in found] + sorted(c for c in found if c not in CATEGORIES)
+
+
+def categories(runs: pd.DataFrame) -> list[str]:
+    """The categories with a per-category accuracy in `runs`, known ones first in their usual order."""
+    return _category_order(runs.columns)
+
+
+def collect_runs(runs_root: str | Path, sweep: str | None = None) -> pd.DataFrame:
+    """One row per run folder with a results.json (any status); columns in RUN_COLUMNS, then acc_<cat>, n_<cat>
+    for every category present, then `benchmarks` (the raw dict of `make eval` scores, or None)."""
+    rows = [run_row(d, r) for d in run_dirs(runs_root, sweep) if (r := read_results(d)) is not None]
+    df = pd.DataFrame(rows, columns=None if rows else [*RUN_COLUMNS, "benchmarks"])
+    for col in RUN_COLUMNS:
+        if col not in df:
+            df[col] = None
+    cats = categories(df)
+    ordered = [*RUN_COLUMNS, *(f"{p}_{c}" for c in cats for p in ("acc", "n")), "benchmarks"]
+    df = df[ordered]
+    for col in ("num_visual_tokens", "resolution", "seed", "steps", "n", "llm_seq_len",
+                "projector_params", "projector_flops", "params_trainable", *(f"n_{c}" for c in cats)):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    for col in ("wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_memory_mb",
+                "accuracy", "train_loss_final", *(f"acc_{c}" for c in cats)):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    return df.sort_values(["sweep", "projector", "num_visual_tokens", "resolution", "seed", "arm"],
+                          na_position="last").reset_index(drop=True)
+
+
+def collect_curves(
+    runs_root: str | Path, sweep: str, tags: Iterable[str] | None = DEFAULT_TAGS
+) -> pd.DataFrame:
+    """Scalars logged to TensorBoard by every run of `sweep`: columns arm, projector, num_visual_tokens, seed,
+    tag, step, value. `tags=None` keeps every tag. A resumed run may log a step twice: the last value wins."""
+    from tbparse import SummaryReader  # imports tensorboard: only when curves are asked for
+
+    runs = collect_runs(runs_root, sweep)
+    keep = None if tags is None else set(tags)
+    frames = []
+    for _, run in runs.iterrows():
+        tb = Path(runs_root) / sweep / run["arm"] / "tb"
+        if not tb.is_dir():
+            continue
+        with warnings.catch_warnings():  # tbparse 0.0.9 uses pandas' deprecated inplace sort
+            warnings.simplefilter("ignore")
+            scalars = SummaryReader(str(tb)).scalars
+        if scalars.empty:
+            continue
+        if keep is not None:
+            scalars = scalars[scalars["tag"].isin(keep)]
+        scalars = scalars.drop_duplicates(["tag", "step"], keep="last")
+        frames.append(scalars.assign(
+            arm=run["arm"], projector=run["projector"], num_visual_tokens=run["num_visual_tokens"], seed=run["seed"]
+        ))
+    columns = ["arm", "projector", "num_visual_tokens", "seed", "tag", "step", "value"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def collect_predictions(runs_root: str | Path, sweep: str) -> pd.DataFrame:
+    """Per-question test answers of every completed run of `sweep` (predictions_test.json: {question id:
+    {pred, answer, category}}): columns arm, projector, num_visual_tokens, resolution, stage, seed, question,
+    category, pred, answer, correct. The question ids follow the data seed, so arms can be paired on them."""
+    runs = collect_runs(runs_root, sweep)
+    rows = []
+    for _, run in runs[runs["status"] == "completed"].iterrows():
+        path = Path(runs_root) / sweep / run["arm"] / "predictions_test.json"
+        if not path.is_file():
+            continue
+        for qid, p in read_json(path).items():
+            rows.append({
+                "arm": run["arm"], "projector": run["projector"], "num_visual_tokens": run["num_visual_tokens"],
+                "resolution": run["resolution"], "stage": run["stage"], "seed": run["seed"], "question": qid,
+                "category": p.get("category"), "pred": p.get("pred"), "answer": p.get("answer"),
+                "correct": p.get("pred") == p.get("answer"),
+            })
+    columns = ["arm", "projector", "num_visual_tokens", "resolution", "stage", "seed", "question", "category",
+               "pred", "answer", "correct"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,197 @@
+"""The paper's tables, rebuilt from `collect_runs` / `collect_predictions` frames; numbers only read and averaged.
+
+- `efficiency_table`: performance vs efficiency per arm (projector, M, resolution), mean ± std over seeds.
+- `spatial_table`: accuracy per category at matched M, spatial tasks apart from the controls, best marked,
+  and an "ignores image" flag against the blind control.
+- `significance_table`: paired tests between projectors at the same M on the spatial tasks (`stats`).
+Every arm appears, whatever its status: a failed arm shows as failed, never dropped.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from projlab.analysis.collect import CONTROLS, PROJECTORS, SPATIAL, categories
+from projlab.analysis.render import DASH, Table, count, missing, num, pm
+from projlab.analysis.stats import ALPHA, mean_std
+
+ARM_KEYS = ["projector", "num_visual_tokens", "resolution", "stage"]
+LOSS_TOLERANCE = 0.02  # relative: final train loss within 2% of (or above) blind's = the image is ignored
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by projector in registry order, then M, resolution, stage."""
+    rank = {p: i for i, p in enumerate(PROJECTORS)}
+    key = frame.assign(_p=frame["projector"].map(lambda p: rank.get(p, len(rank))))
+    by = ["_p", "projector", "num_visual_tokens", "resolution", "stage"]
+    return key.sort_values(by, na_position="last").drop(columns="_p").reset_index(drop=True)
+
+
+def arm_groups(runs: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
+    """One group per arm configuration (the seeds of one projector/M/resolution/stage)."""
+    if runs.empty:
+        return []
+    keyed = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), None) for k in ARM_KEYS})
+    heads = _order(keyed.drop_duplicates(ARM_KEYS)[ARM_KEYS])
+    out = []
+    for _, head in heads.iterrows():
+        sel = pd.Series(True, index=keyed.index)
+        for k in ARM_KEYS:
+            sel &= keyed[k].isna() if head[k] is None else keyed[k] == head[k]
+        out.append((dict(head), runs[sel.to_numpy()]))
+    return out
+
+
+def status_text(group: pd.DataFrame) -> str:
+    """'completed' when every seed completed, else the counts and the first error line."""
+    counts = group["status"].fillna("unknown").value_counts()
+    if list(counts.index) == ["completed"]:
+        return "completed"
+    parts = [f"{n} {s}" for s, n in counts.items()]
+    errors = group.loc[group["status"] == "failed", "error"].dropna()
+    if not errors.empty:
+        first = str(errors.iloc[0])
+        return ", ".join(parts) + f" ({first[:80]}{'…' if len(first) > 80 else ''})"
+    return ", ".join(parts)
+
+
+def _first(values: pd.Series):
+    v = values.dropna()
+    return v.iloc[0] if not v.empty else None
+
+
+def _ints(frame: pd.DataFrame) -> pd.DataFrame:
+    """Count columns as nullable integers, so the CSV reads 108896, not 108896.0."""
+    for col in ("num_visual_tokens", "resolution", "projector_params", "projector_flops", "steps",
+                "questions_per_category", "seeds", "seeds_completed", "seeds_total"):
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    return frame
+
+
+def _tokens(m) -> str:
+    return DASH if missing(m) else str(int(m))
+
+
+# ---- (a) performance vs efficiency -----------------------------------------------------------
+def efficiency_table(runs: pd.DataFrame, name: str = "efficiency") -> Table:
+    """Projector, M, resolution, projector params and FLOPs, step time, throughput, memory, accuracy."""
+    display, data = [], []
+    for key, group in arm_groups(runs):
+        done = group[group["status"] == "completed"]
+        acc, acc_sd, n_seeds = mean_std(done["accuracy"])
+        step, step_sd, _ = mean_std(done["step_time_s"])
+        tput, _, _ = mean_std(done["samples_per_s"])
+        mem, _, _ = mean_std(done["peak_memory_mb"])
+        steps = sorted({int(s) for s in done["steps"].dropna()})
+        params, flops = _first(group["projector_params"]), _first(group["projector_flops"])
+        data.append({**key, "projector_params": params, "projector_flops": flops,
+                     "steps": steps[0] if len(steps) == 1 else None, "step_time_s": step, "step_time_s_std": step_sd,
+                     "samples_per_s": tput, "peak_memory_mb": mem, "accuracy": acc, "accuracy_std": acc_sd,
+                     "seeds_completed": n_seeds, "seeds_total": len(group), "status": status_text(group)})
+        display.append({
+            "projector": key["projector"] or DASH, "M": _tokens(key["num_visual_tokens"]),
+            "resolution (px)": _tokens(key["resolution"]),
+            "projector params": count(params), "projector FLOPs/sample": count(flops),
+            "steps": DASH if not steps else "–".join(map(str, sorted({steps[0], steps[-1]}))),
+            "step time (s)": pm(step, step_sd, scale=1.0, digits=3),
+            "throughput (samples/s)": num(tput), "peak memory (MB)": num(mem, 4),
+            "accuracy (%)": pm(acc, acc_sd), "seeds": f"{n_seeds}/{len(group)}", "status": status_text(group),
+        })
+    caption = ("Performance vs efficiency per arm. Accuracy on the test split, mean ± sample std over completed seeds "
+               "(seeds = completed/launched); step time is each run's median, averaged over seeds; FLOPs are the "
+               "projector's forward FLOPs per sample; memory is the peak of the process.")
+    return Table(name, caption, pd.DataFrame(display), _ints(pd.DataFrame(data)))
+
+
+# ---- (b) spatial tasks at matched M, with the ignores-image flag (d) --------------------------
+def _blind_losses(runs: pd.DataFrame) -> pd.DataFrame:
+    blind = runs[(runs["projector"] == "blind") & (runs["status"] == "completed")]
+    return blind[["seed", "stage", "resolution", "train_loss_final"]].dropna(subset=["train_loss_final"])
+
+
+def ignores_image(group: pd.DataFrame, blind: pd.DataFrame, tol: float = LOSS_TOLERANCE) -> str:
+    """Per seed: the arm's final train loss is not below the blind control's (same seed, same stage; the same
+    resolution when there is one) by more than `tol` (relative): the arm sits on the plateau where the
+    image is not used. Returns 'yes (k/n seeds)', 'no' or '—' (no blind run to compare with)."""
+    flags = []
+    for _, run in group[group["status"] == "completed"].iterrows():
+        ref = blind[(blind["seed"] == run["seed"]) & (blind["stage"] == run["stage"])]
+        if (ref["resolution"] == run["resolution"]).any():
+            ref = ref[ref["resolution"] == run["resolution"]]
+        if ref.empty or missing(run["train_loss_final"]):
+            continue
+        lb = float(ref["train_loss_final"].iloc[0])
+        flags.append(float(run["train_loss_final"]) >= lb - tol * abs(lb))
+    if not flags:
+        return DASH
+    k = sum(flags)
+    return "no" if k == 0 else f"yes ({k}/{len(flags)} seeds)"
+
+
+def spatial_table(runs: pd.DataFrame, name: str = "spatial", tol: float = LOSS_TOLERANCE) -> Table:
+    """Accuracy (%) per category per projector, grouped by M; spatial categories first, then the controls."""
+    cats = categories(runs)
+    spatial = [c for c in cats if c in SPATIAL]
+    controls = [c for c in cats if c in CONTROLS]
+    other = [c for c in cats if c not in SPATIAL and c not in CONTROLS]
+    blind = _blind_losses(runs)
+    flag = not blind.empty
+    display, data = [], []
+    for key, group in sorted(arm_groups(runs), key=lambda kg: (missing(kg[0]["num_visual_tokens"]),
+                                                               kg[0]["num_visual_tokens"] or 0)):
+        done = group[group["status"] == "completed"]
+        row = {"M": _tokens(key["num_visual_tokens"]), "projector": key["projector"] or DASH,
+               "resolution (px)": _tokens(key["resolution"])}
+        numbers = {**key}
+        for c in cats:
+            mean, sd, _ = mean_std(done[f"acc_{c}"])
+            row[c] = pm(mean, sd)
+            numbers.update({f"acc_{c}": mean, f"acc_{c}_std": sd})
+        n_q = sorted({int(v) for c in cats for v in done[f"n_{c}"].dropna()})
+        questions = DASH if not n_q else "–".join(map(str, sorted({n_q[0], n_q[-1]})))
+        failed = len(group) - len(done)
+        row["n (questions × seeds)"] = f"{questions} × {len(done)}" + (f" ({failed} not completed)" if failed else "")
+        numbers.update(questions_per_category=n_q[0] if len(n_q) == 1 else None, seeds=len(done),
+                       status=status_text(group))
+        if flag:
+            row["ignores image"] = "control" if key["projector"] == "blind" else ignores_image(group, blind, tol)
+            numbers["ignores_image"] = row["ignores image"]
+        display.append(row)
+        data.append(numbers)
+    display_df, data_df = pd.DataFrame(display), _ints(pd.DataFrame(data))
+    bold = pd.DataFrame(False, index=display_df.index, columns=display_df.columns)
+    for m in display_df["M"].unique() if not display_df.empty else []:
+        rows = display_df.index[display_df["M"] == m]
+        for c in cats:
+            values = data_df.loc[rows, f"acc_{c}"].dropna()
+            if len(values) >= 2 and values.max() > values.min():
+                bold.loc[values.index[values == values.max()], c] = True
+    groups = [(name_, cols) for name_, cols in (("spatial", spatial), ("control", controls), ("other", other)) if cols]
+    caption = ("Accuracy (%) per task category at matched visual-token counts M (grouped by M; M = 0 is the blind "
+               "control), mean ± sample std over completed seeds. Spatial tasks need to know where a patch was; "
+               "the controls (counting, attribute) can be answered from a bag of patches. Bold: best of a column "
+               "within one M (ties all bold; not a significance claim, see the significance table).")
+    notes = []
+    if flag:
+        notes.append(f"'ignores image': final train loss not below the blind control's (same seed) by more than "
+                     f"{tol:.0%}; such an arm sits on the plateau where the image is not used.")
+    return Table(name, caption, display_df, data_df, bold, groups, notes)
+
+
+# ---- (c) significance ---------------------------------------------------------------------------
+def significance_table(sig: pd.DataFrame, name: str = "significance", alpha: float = ALPHA) -> Table:
+    """`stats.significance` output, formatted."""
+    display = [{
+        "M": _tokens(r["num_visual_tokens"]), "resolution (px)": _tokens(r["resolution"]),
+        "A": r["projector_a"], "B": r["projector_b"], "categories": r["categories"].replace("+", " + "),
+        "pairs (seeds)": f"{r['n_pairs']} ({r['seeds']})",
+        "acc A (%)": pm(r["acc_a"], None), "acc B (%)": pm(r["acc_b"], None),
+        f"A − B (pts) [{1 - alpha:.0%} CI]": DASH if missing(r["diff"]) else
+        f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]",
+        "McNemar p": num(r["p_mcnemar"], 2), "verdict": r["verdict"],
+    } for _, r in sig.iterrows()]
+    caption = (f"Paired comparisons on the spatial tasks at the same M (and each projector against the blind "
+               f"control): exact two-sided McNemar test on the questions one arm got right and the other wrong, "
+               f"pairing by question id within a seed, seeds pooled; alpha = {alpha}. A difference is called only "
+               f"when p < {alpha}; the interval is a paired bootstrap over questions (10,000 resamples).")
+    return Table(name, caption, pd.DataFrame(display), sig.reset_index(drop=True))
