@@ -70,4 +70,5 @@ def run_name(cfg: DictConfig) -> str:
         return str(cfg.run_name)
     m = cfg.projector.get("num_visual_tokens")
     tokens = "all" if m is None else str(m)
-    return f"{cfg.projector.name}-m{tokens}-r{cfg.vision.resolution}-s{cfg.seed}-{cfg.stage.name}"
+    scrambled = "-scrambled" if cfg.data.get("scramble") else ""
+    return f"{cfg.projector.name}-m{tokens}-r{cfg.vision.resolution}-s{cfg.seed}-{cfg.stage.name}{scrambled}"

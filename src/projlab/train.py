@@ -67,7 +67,8 @@ def build_model(cfg: DictConfig) -> MLLM:
 def build_sources(cfg: DictConfig) -> dict:
     d = cfg.data
     if d.name == "spatial":
-        return {s: SpatialSource(s, d[s], d.seed, cfg.vision.resolution) for s in ("train", "val", "test")}
+        splits = ("train", "val", "test")
+        return {s: SpatialSource(s, d[s], d.seed, cfg.vision.resolution, d.get("scramble", False)) for s in splits}
     if d.name == "llava":
         train = LlavaSource(d.train_json, d.image_root)
         val = train if d.val_json == d.train_json else LlavaSource(d.val_json, d.image_root)
@@ -106,6 +107,7 @@ def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
         "world_size": world_size,
         "eval_batch_size": cfg.eval.batch_size,
         "sweep": cfg.sweep,
+        "control": "scrambled" if cfg.data.get("scramble") else None,
         "full": OmegaConf.to_container(cfg, resolve=True),
     }
 
@@ -178,6 +180,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         ),
         L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
     ]
+    pruning = None
+    if cfg.get("optuna"):  # a trial of `python -m projlab.sweeps.search`: report to the study, stop if pruned
+        from projlab.sweeps.pruning import OptunaPruning
+
+        pruning = OptunaPruning(**cfg.optuna)
+        callbacks.append(pruning)
     if cfg.fail_at_step is not None:
         callbacks.append(FailAt(cfg.fail_at_step))
     logger = L.pytorch.loggers.TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
@@ -218,7 +226,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     tail = losses[-50:] if losses else []
     record = {
         **base,
-        "status": "completed",
+        "status": "pruned" if pruning is not None and pruning.pruned else "completed",
         "error": None,
         "efficiency": {
             **efficiency,

@@ -20,9 +20,9 @@ from projlab.results import RESULTS_FILE, read_results
 
 SPATIAL = SPATIAL_CATEGORIES  # the tasks that need to know where a patch was
 CONTROLS = tuple(c for c in CATEGORIES if c not in SPATIAL)  # tasks a bag of patches can answer
-CONTROL_PROJECTORS = ("blind", "shuffle")
+CONTROL_PROJECTORS = ("blind", "shuffle", "scrambled")
 # Registry names in the order tables list them (figures.PALETTE gives each its colour).
-PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor", "blind", "shuffle")
+PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor", "blind", "shuffle", "scrambled")
 DEFAULT_TAGS = ("val/acc", *(f"val/acc_{c}" for c in CATEGORIES))
 
 CONFIG_KEYS = ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")
@@ -69,6 +69,8 @@ def run_row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     }
     for key in CONFIG_KEYS:
         row[key] = config.get(key, guess.get(key))
+    if config.get("control"):  # a data-side control (the scrambled layout) is its own arm in every table
+        row["projector"] = config["control"]
     row["llm"] = ((config.get("full") or {}).get("llm") or {}).get("name_or_path")
     row.update({key: eff.get(key) for key in EFFICIENCY_KEYS})
     row.update(accuracy=metrics.get("accuracy"), n=metrics.get("n"), train_loss_final=metrics.get("train_loss_final"))

@@ -26,6 +26,7 @@ PALETTE: dict[str, str] = {
     "d_abstractor": "#CA9161",
     "blind": "#949494",
     "shuffle": "#56B4E9",
+    "scrambled": "#FBAFE4",
 }
 OTHER = "#000000"
 

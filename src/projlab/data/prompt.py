@@ -14,8 +14,9 @@ from projlab.errors import UserError
 from projlab.models.language import IMAGE_TOKEN
 
 TEMPLATES = {
-    # the tiny preset's word-level vocabulary
-    "plain": "{image} question : {question} answer :",
+    # the tiny preset's word-level vocabulary; the question comes before the image so that a small causal
+    # LM reads every visual token knowing what is asked (the same for every arm: the projector never sees it)
+    "plain": "question : {question} {image} answer :",
     # Vicuna v1.1 / LLaVA-1.5 conversation format
     "vicuna": "A chat between a curious user and an artificial intelligence assistant. USER: {image}\n{question} ASSISTANT:",
 }

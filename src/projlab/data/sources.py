@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -25,12 +26,18 @@ class Source(Protocol):
 
 @dataclass
 class SpatialSource:
-    """A split of the built-in spatial benchmark, rendered at `resolution`."""
+    """A split of the built-in spatial benchmark, rendered at `resolution`.
+
+    `scramble=True` is the locality-destroying control: each image's layout cells are permuted (a fixed
+    random permutation per question), so every object keeps its shape, colour and count but lands in a
+    random place; the questions and answers are unchanged. It destroys locality in the pixels, whatever
+    the tower's features or the projector do with positions."""
 
     split: str
     size_per_category: int
     seed: int
     resolution: int
+    scramble: bool = False
     items: list[Item] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -39,10 +46,17 @@ class SpatialSource:
         self.items = spatial.generate(self.split, self.size_per_category, self.seed)
 
     def image(self, i: int) -> Image.Image:
-        return spatial.render(self.items[i].objects, self.resolution)
+        item = self.items[i]
+        objects = item.objects
+        if self.scramble:
+            cells = [(r, c) for r in range(spatial.CELLS) for c in range(spatial.CELLS)]
+            moved = dict(zip(cells, random.Random(f"scramble/{item.id}").sample(cells, len(cells))))
+            objects = [replace(o, cell=moved[o.cell]) for o in objects]
+        return spatial.render(objects, self.resolution)
 
     def signature(self) -> str:
-        return f"spatial-v1/{self.split}/{self.size_per_category}/{self.seed}/{self.resolution}"
+        scrambled = "/scrambled" if self.scramble else ""
+        return f"spatial-v1/{self.split}/{self.size_per_category}/{self.seed}/{self.resolution}{scrambled}"
 
 
 @dataclass

@@ -63,9 +63,9 @@ def load_into(module: MLLMModule, state: dict[str, torch.Tensor]) -> None:
         )
 
 
-def evaluate_checkpoint(run_or_ckpt: str | Path, accelerator: str = "auto") -> dict:
-    """Test metrics of a run's checkpoint in one process: accuracy, n, loss, per_category (as in results.json)."""
-    from projlab.train import build_model, build_sources
+def load_run(run_or_ckpt: str | Path) -> tuple[Path, DictConfig, MLLMModule, TextProcessor]:
+    """(run folder, its config, the module with the checkpoint's weights, its text processor)."""
+    from projlab.train import build_model
 
     run_dir, ckpt = locate(run_or_ckpt)
     cfg: DictConfig = OmegaConf.load(run_dir / "config.yaml")
@@ -73,11 +73,20 @@ def evaluate_checkpoint(run_or_ckpt: str | Path, accelerator: str = "auto") -> d
     model = build_model(cfg)
     module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
     load_into(module, load_state_dict(ckpt))
+    module.eval()
+    processor = TextProcessor(model.llm.tokenizer, model.num_visual_tokens, model.llm.image_token_id, cfg.llm.template)
+    return run_dir, cfg, module, processor
 
+
+def evaluate_checkpoint(run_or_ckpt: str | Path, accelerator: str = "auto") -> dict:
+    """Test metrics of a run's checkpoint in one process: accuracy, n, loss, per_category (as in results.json)."""
+    from projlab.train import build_sources
+
+    run_dir, cfg, module, processor = load_run(run_or_ckpt)
+    model, stage = module.model, module.stage
     sources = build_sources(cfg)
     if "test" not in sources:
         raise UserError(f"data {cfg.data.name!r} has no test split to evaluate on")
-    processor = TextProcessor(model.llm.tokenizer, model.num_visual_tokens, model.llm.image_token_id, cfg.llm.template)
     use_cache = cfg.feature_cache == "auto" and "vision" not in stage.trainable
     dm = QADataModule(sources, processor, model.vision, use_cache, cfg.paths.cache_dir, stage.batch_size,
                       cfg.eval.batch_size, cfg.seed, stage.max_steps, 0)

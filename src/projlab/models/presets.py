@@ -30,7 +30,7 @@ TINY_LLM: dict[str, Any] = dict(
     num_key_value_heads=4, max_position_embeddings=1024, tie_word_embeddings=True,
 )
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
-PRESET_VERSION = 2
+PRESET_VERSION = 3
 
 
 def _fingerprint(spec: dict[str, Any]) -> str:

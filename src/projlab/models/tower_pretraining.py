@@ -2,9 +2,9 @@
 
 The paper's tower is a pre-trained CLIP, not a random one: a random frozen tower hands the projector
 features in which shapes are hard to tell apart. This trains a tiny `CLIPModel` (vision + text) with
-CLIP's own contrastive loss on rendered scenes against captions that list the objects ("two objects :
-red circle , blue cross") in a random order. Captions name what is in the scene, never where it is, so
-the tower learns what objects are and the projector alone decides whether their places survive.
+CLIP's own contrastive loss on rendered scenes against captions that list the objects with their cell
+("two objects : red circle row-1 col-3 , blue cross row-4 col-1") in a random order. Like CLIP's, its
+patch features then say what is where; whether a projector keeps that for the LLM is what is measured.
 
 It runs once per preset (the weights are saved with the preset and loaded by `from_pretrained`), the
 same for every arm: it favours no projector.
@@ -33,14 +33,15 @@ def random_scene(rng: random.Random) -> list[spatial.SceneObject]:
 
 
 def caption(objects: list[spatial.SceneObject], rng: random.Random) -> str:
-    names = [f"{o.colour} {o.shape}" for o in objects]
+    names = [f"{o.colour} {o.shape} row-{o.cell[0] + 1} col-{o.cell[1] + 1}" for o in objects]
     rng.shuffle(names)
     noun = "object" if len(objects) == 1 else "objects"
     return f"{COUNT_WORDS[len(objects) - 1]} {noun} : " + " , ".join(names)
 
 
 def caption_words() -> list[str]:
-    return ["object", "objects", ":", ","]
+    cells = range(1, spatial.CELLS + 1)
+    return ["object", "objects", ":", ","] + [f"row-{i}" for i in cells] + [f"col-{i}" for i in cells]
 
 
 def pretrain_clip(

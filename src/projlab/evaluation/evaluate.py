@@ -1,0 +1,86 @@
+"""Score a trained run on a benchmark and write the scores into that run's results.json.
+
+    python -m projlab.evaluation.evaluate --run runs/<sweep>/<arm> --bench mmbench --data MMBench_DEV_EN.tsv
+    python -m projlab.evaluation.evaluate --run runs/<sweep>/<arm> --bench spatial
+
+Every question is answered by option likelihood (the SEED-Bench rule; MMBench's circular copies are each
+answered the same way), then scored by the benchmark's own rules. The scores land in
+`metrics.benchmarks.<bench>` of results.json (everything else kept), the predictions beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from projlab.console import quiet_third_party
+from projlab.data.spatial import LETTERS
+from projlab.errors import UserError, exit_on_user_error
+from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, records_to_answer, score_benchmark
+from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_run
+from projlab.evaluation.likelihood import option_batch, score_matrix, sequence_logprob
+from projlab.io import write_json
+from projlab.results import read_results, update_results
+
+
+@torch.no_grad()
+def answer(module, processor, records, batch_size: int = 16) -> dict[str, str]:
+    """{record id: chosen option key} for `records` (each with .question, .options and .image())."""
+    model = module.model
+    preds: dict[str, str] = {}
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        visual = None
+        if model.num_visual_tokens:
+            pixels = model.vision.preprocess([r.image() for r in chunk])
+            visual = model.visual_tokens(model.vision(pixels))
+        batch = option_batch(chunk, processor)
+        out = model(batch["input_ids"], batch["attention_mask"],
+                    visual=visual[batch["group"]] if visual is not None else None)
+        scores = score_matrix(sequence_logprob(out.logits, batch["labels"]), batch["group"], batch["option"], len(chunk))
+        for record, best in zip(chunk, scores.argmax(-1).tolist()):
+            preds[record.id] = LETTERS[best]
+    return preds
+
+
+def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: int | None) -> dict:
+    if bench == "spatial":
+        scores = evaluate_checkpoint(run)
+        run_dir = Path(run) if (Path(run) / "config.yaml").exists() else Path(run).parent.parent
+    else:
+        if not data:
+            raise UserError(f"--data is required for --bench {bench}: the benchmark file or folder")
+        records = load_benchmark(bench, data, images=images)[: limit or None]
+        run_dir, _, module, processor = load_run(run)
+        preds = answer(module, processor, records_to_answer(bench, records))
+        scores = score_benchmark(bench, records, preds)
+        write_json(run_dir / f"predictions_{bench}.json", preds)
+    if read_results(run_dir) is None:
+        raise UserError(f"{run_dir} has no results.json to write the scores into")
+    update_results(run_dir, ("metrics", "benchmarks", bench), scores)
+    return scores
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    quiet_third_party()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a run folder (runs/<sweep>/<arm>) or a checkpoint in one")
+    parser.add_argument("--bench", required=True, help=f"spatial | {' | '.join(BENCHMARKS)}")
+    parser.add_argument("--data", help="the benchmark's file (MMBench TSV, SEED JSON) or folder (MME)")
+    parser.add_argument("--images", help="SEED-Bench's image folder (default: beside the JSON)")
+    parser.add_argument("--limit", type=int, help="score only the first N questions (a quick look)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.bench not in ("spatial", *BENCHMARKS):
+        raise UserError(f"unknown benchmark {args.bench!r}; known: spatial, {', '.join(BENCHMARKS)}")
+    scores = evaluate(args.run, args.bench, args.data, args.images, args.limit)
+    overall = scores.get("overall", scores.get("accuracy"))
+    print(f"{args.bench}: overall {overall}")
+    for cat, v in (scores.get("per_category") or {}).items():
+        print(f"  {cat:<28} {v.get('accuracy')}  (n={v.get('n')})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""`make calibrate`: show that the embedded default learns and measures locality, and state its noise.
+
+Runs the arms of `sweeps/calibration.yaml` (controls and references over several seeds, then the
+projectors at matched visual tokens), each as its own process, resumable like any sweep. Then writes
+`<runs>/calibration/calibration.json` and `calibration.md`: per arm and category the mean and std of
+accuracy over seeds, questions per cell, steps and wall time; seeds that stayed on the "ignore the image"
+plateau (final train loss at the blind control's) flagged; and the matched-token comparison with an exact
+McNemar test over questions pooled across seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
+from projlab.analysis.stats import compare_arms
+from projlab.config import load_config, run_name
+from projlab.console import quiet_third_party
+from projlab.errors import UserError, exit_on_user_error
+from projlab.io import write_json
+from projlab.sweeps import runner
+from projlab.sweeps.grid import Arm, run_grid
+
+CHANCE = 0.25
+PLATEAU_TOLERANCE = 0.02  # a final train loss within 2% of blind's (same seed) means the image was ignored
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"calibration spec '{path}' does not exist")
+    spec = yaml.safe_load(path.read_text()) or {}
+    for key in ("name", "seeds", "arms"):
+        if key not in spec:
+            raise UserError(f"calibration spec '{path}' has no '{key}'")
+    return spec
+
+
+def plan(spec: dict[str, Any], extra: list[str]) -> list[tuple[str, Arm]]:
+    """(label, arm) for every arm and seed; labels name the table's rows."""
+    labelled: dict[str, list[str]] = {k: list(v) for k, v in spec["arms"].items()}
+    matched = spec.get("matched") or {}
+    for proj in matched.get("projectors", []):
+        for m in matched.get("tokens", []):
+            labelled.setdefault(f"{proj}-m{m}", [f"projector={proj}", f"projector.num_visual_tokens={m}"])
+    arms = []
+    for seed in spec["seeds"]:
+        for label, overrides in labelled.items():
+            ov = [*spec.get("overrides", []), *overrides, *extra, f"seed={seed}", f"sweep={spec['name']}"]
+            cfg = load_config(ov)
+            name = run_name(cfg)
+            arms.append((label, Arm(name, Path(cfg.paths.runs_root) / spec["name"] / name, tuple(ov), 0)))
+    return arms
+
+
+def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[str, Any]:
+    """Per label and category: mean, std, n (questions per seed), seeds; steps, wall time; plateau flags."""
+    runs = collect_runs(runs_root, sweep).set_index("arm")
+    label_of = {arm.name: label for label, arm in arms}
+    runs = runs[runs.index.isin(label_of)]
+    runs["label"] = [label_of[a] for a in runs.index]
+    blind = runs[(runs.label == "blind") & (runs.status == "completed")].set_index("seed").train_loss_final
+    rows: dict[str, Any] = {}
+    for label, group in runs.groupby("label", sort=False):
+        done = group[group.status == "completed"]
+        entry: dict[str, Any] = {
+            "seeds": sorted(int(s) for s in done.seed), "failed": int((group.status != "completed").sum()),
+            "steps": int(done.steps.max()) if len(done) else None,
+            "wall_time_s": float(done.wall_time_s.mean()) if len(done) else None,
+            "step_time_s": float(done.step_time_s.mean()) if len(done) else None,
+            "plateau_seeds": [
+                int(r.seed) for r in done.itertuples()
+                if label != "blind" and r.seed in blind.index and r.train_loss_final >= blind[r.seed] * (1 - PLATEAU_TOLERANCE)
+            ],
+            "categories": {},
+        }
+        for cat in CATEGORIES:
+            col = f"acc_{cat}"
+            if col in done and done[col].notna().any():
+                vals = done[col].dropna()
+                entry["categories"][cat] = {
+                    "mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else None,
+                    "n": int(done[f"n_{cat}"].max()), "values": [float(v) for v in vals],
+                }
+        rows[label] = entry
+    return rows
+
+
+def matched_tests(spec: dict[str, Any], runs_root: Path) -> list[dict[str, Any]]:
+    """Each pair of matched projectors at the same M, on the spatial categories, pooled over seeds."""
+    matched = spec.get("matched") or {}
+    preds = collect_predictions(runs_root, spec["name"])
+    if preds.empty:
+        return []
+    preds = preds[preds.resolution == preds.resolution.min()]
+    out = []
+    projs = matched.get("projectors", [])
+    for m in matched.get("tokens", []):
+        at_m = preds[preds.num_visual_tokens == m]
+        for i, a in enumerate(projs):
+            for b in projs[i + 1 :]:
+                if {a, b} <= set(at_m.projector):
+                    out.append({"tokens": m, **compare_arms(at_m, a, b, SPATIAL)})
+    return out
+
+
+def _cell(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "-"
+    std = f" ± {100 * c['std']:.1f}" if c.get("std") is not None else ""
+    return f"{100 * c['mean']:.1f}{std}"
+
+
+def markdown(rows: dict[str, Any], tests: list[dict[str, Any]]) -> str:
+    cats = list(CATEGORIES)
+    n = next((c["n"] for r in rows.values() for c in r["categories"].values()), 0)
+    lines = [
+        f"Accuracy (%) on the test split, mean ± std over seeds; n = {n} questions per category and seed; "
+        f"chance = {100 * CHANCE:.0f}%.",
+        "",
+        "| arm | " + " | ".join(cats) + " | seeds | steps | wall s/arm | ignores image |",
+        "|---|" + "---:|" * len(cats) + "---:|---:|---:|---|",
+    ]
+    for label, r in rows.items():
+        wall = f"{r['wall_time_s']:.0f}" if r["wall_time_s"] is not None else "-"
+        flag = ", ".join(f"seed {s}" for s in r["plateau_seeds"]) or "-"
+        fails = f" ({r['failed']} failed)" if r["failed"] else ""
+        lines.append(
+            f"| {label} | " + " | ".join(_cell(r["categories"].get(c)) for c in cats)
+            + f" | {len(r['seeds'])}{fails} | {r['steps'] or '-'} | {wall} | {flag} |"
+        )
+    if tests:
+        lines += ["", "Matched visual tokens, spatial categories, questions paired by (seed, question): "
+                  "exact McNemar test, alpha = 0.05.", "",
+                  "| M | A | B | acc A | acc B | A - B (95% CI) | p | verdict |", "|---:|---|---|---:|---:|---:|---:|---|"]
+        for t in tests:
+            lines.append(
+                f"| {t['tokens']} | {t['projector_a']} | {t['projector_b']} | {100 * t['acc_a']:.1f} | {100 * t['acc_b']:.1f} | "
+                f"{100 * t['diff']:+.1f} ({100 * t['ci_low']:+.1f}, {100 * t['ci_high']:+.1f}) | {t['p_mcnemar']:.2g} | "
+                f"{t['verdict']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    quiet_third_party()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="sweeps/calibration.yaml")
+    parser.add_argument("--seeds", help="comma list replacing the spec's seeds")
+    parser.add_argument("--no-matched", action="store_true", help="only the control and reference arms")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (e.g. stage.max_steps=300)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    spec = load_spec(args.spec)
+    if args.seeds:
+        spec["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.no_matched:
+        spec["matched"] = {}
+    arms = plan(spec, args.overrides)
+    runs_root = arms[0][1].run_dir.parent.parent
+    sweep_dir = runs_root / spec["name"]
+    outcomes = run_grid([a for _, a in arms], sweep_dir, spec["name"])
+    rows = summarise(arms, runs_root, spec["name"])
+    tests = matched_tests(spec, runs_root)
+    write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})
+    table = markdown(rows, tests)
+    (sweep_dir / "calibration.md").write_text(table)
+    print(table)
+    print(f"wrote {sweep_dir / 'calibration.json'} and {sweep_dir / 'calibration.md'}")
+    if runner.interrupted() or any(o.status != "completed" for o in outcomes):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

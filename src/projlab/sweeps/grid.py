@@ -1,0 +1,372 @@
+"""Grid sweeps: projector x tokens x resolution x seed, one process per arm, resumable.
+
+    python -m projlab.sweeps.grid [--projectors a,b] [--tokens 64,144,256] [--res 112,168] [--seeds 0,1]
+                                  [--name NAME] [--spec sweeps/default.yaml] [--dry-run] [-- overrides...]
+
+The spec file gives the defaults (lists, sweep name, fixed Hydra overrides for every arm); the flags replace
+its lists. Projectors whose M is fixed (per-patch ones keep M = N, `blind` has none) appear once per
+resolution x seed, with no token override. Every arm is composed and validated before anything runs, and
+every invalid arm is reported at once (exit 2). Arms land in `<runs>/<name>/<arm>/` (train.log beside
+results.json); `<runs>/<name>/sweep.json` lists them with their status. Re-running the same command skips
+completed arms and re-runs the others (training resumes from their last checkpoint). Exit code: 0 if
+every arm completed, 1 if any failed, 128+signal when stopped by a signal.
+
+Importable pieces (for `projlab.sweeps.calibrate` and tests): `load_spec`, `expand`, `check_arm`, `plan`,
+`run_grid`, `summary_table`, `write_sweep_json`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from projlab.config import load_config, projector_knobs, run_name
+from projlab.errors import UserError, exit_on_user_error
+from projlab.io import write_json
+from projlab.results import read_results
+from projlab.sweeps import runner
+
+DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
+FIXED_M_RULES = ("all_patches", "none")  # token rules where M does not follow a request
+RESERVED = ("sweep", "run_name")  # set by the sweep itself
+ARM_DEFAULTS = ["trainer.progress_bar=false"]  # an arm writes to a log file: no live bar (overridable)
+
+
+@dataclass
+class GridSpec:
+    """What a grid sweep covers. `overrides` go to every arm; `projector_overrides[name]` to that
+    projector's arms only (e.g. a depth that only one projector has)."""
+
+    name: str = "default"
+    projectors: list[str] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    res: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: list[str] = field(default_factory=list)
+    projector_overrides: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides."""
+
+    name: str
+    run_dir: Path
+    overrides: tuple[str, ...]
+    num_visual_tokens: int
+
+
+# ---- the spec ---------------------------------------------------------------------------------------
+def _int_list(value: Any, what: str) -> list[int]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    try:
+        return [int(str(v).strip()) for v in items if str(v).strip() != ""]
+    except ValueError:
+        raise UserError(f"{what}: {value!r} is not a list of integers") from None
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+        raise UserError(f"{what}: {value!r} is not a list of names")
+    return [str(v) for v in value]
+
+
+def load_spec(path: str | Path) -> GridSpec:
+    """Read a grid spec YAML; a missing file, bad YAML or unknown key is a one-line UserError."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"sweep spec '{path}' does not exist") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"sweep spec '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"sweep spec '{path}' must be a mapping of keys to values")
+    known = {f.name for f in dataclasses.fields(GridSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"sweep spec '{path}': unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    per_projector = data.get("projector_overrides") or {}
+    if not isinstance(per_projector, dict):
+        raise UserError(f"sweep spec '{path}': projector_overrides must map a projector to a list of overrides")
+    return GridSpec(
+        name=str(data.get("name", "default")),
+        projectors=_str_list(data.get("projectors", []), "projectors"),
+        tokens=_int_list(data.get("tokens", []), "tokens"),
+        res=_int_list(data.get("res", []), "res"),
+        seeds=_int_list(data.get("seeds", [0]), "seeds"),
+        overrides=_str_list(data.get("overrides") or [], "overrides"),
+        projector_overrides={str(k): _str_list(v or [], f"projector_overrides.{k}") for k, v in per_projector.items()},
+    )
+
+
+# ---- expansion and validation ------------------------------------------------------------------------
+def _token_rules() -> dict[str, str]:
+    """Registry name -> token rule ("queries", "square", "all_patches", "none")."""
+    import projlab.projectors  # noqa: F401  (importing the package registers every projector)
+    from projlab.projectors.registry import _REGISTRY
+
+    return {name: cls.token_rule for name, (cls, _) in _REGISTRY.items()}
+
+
+class Planned(NamedTuple):
+    """An arm as expanded, not yet validated: `label` names it in error lines."""
+
+    projector: str
+    label: str
+    overrides: list[str]
+
+
+def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Planned]:
+    """The arms of `spec` before any validation, in projector x tokens x res x seed order; unknown
+    projectors are kept (once per resolution x seed) so that `plan` can report them. Composes nothing."""
+    rules = _token_rules()
+    arms: list[Planned] = []
+    for proj in spec.projectors:
+        fixed = rules.get(proj, "none") in FIXED_M_RULES
+        for tokens, res, seed in itertools.product([None] if fixed else spec.tokens, spec.res, spec.seeds):
+            label = f"{proj}-m{'all' if tokens is None else tokens}-r{res}-s{seed}"
+            ovr = [*ARM_DEFAULTS, *spec.overrides, f"projector={proj}"]
+            if tokens is not None:
+                ovr.append(f"projector.num_visual_tokens={tokens}")
+            ovr += [f"vision.resolution={res}", f"seed={seed}", *spec.projector_overrides.get(proj, []), *extra]
+            ovr.append(f"sweep={spec.name}")
+            arms.append(Planned(proj, label, ovr))
+    return arms
+
+
+@lru_cache(maxsize=None)
+def patch_size(name_or_path: str) -> int:
+    """The vision tower's patch size: the tiny preset's own constant, else the tower's config."""
+    if name_or_path == "tiny":
+        from projlab.models.presets import TINY_VISION
+
+        return int(TINY_VISION["patch_size"])
+    from transformers import AutoConfig
+
+    from projlab.models.hub import load_pretrained
+
+    config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "vision tower")
+    return int(getattr(config, "vision_config", config).patch_size)
+
+
+def check_arm(overrides: list[str]) -> tuple[Any, int]:
+    """Compose one arm and check its token count the way the projector will; UserError if invalid."""
+    from projlab.projectors.registry import _REGISTRY, projector_config
+
+    cfg = load_config(overrides)
+    name = cfg.projector.name
+    projector_config(name, projector_knobs(cfg))  # unknown projector or knob
+    res, patch = int(cfg.vision.resolution), patch_size(cfg.vision.name_or_path)
+    if res % patch:
+        raise UserError(f"resolution {res} is not a multiple of the patch size {patch}")
+    m = _REGISTRY[name][0].resolve_num_visual_tokens(cfg.projector.get("num_visual_tokens"), (res // patch,) * 2)
+    return cfg, m
+
+
+def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
+    """Expand and validate every arm; raise one UserError listing every invalid arm (one line each)."""
+    for ov in [*spec.overrides, *extra]:
+        if ov.partition("=")[0].lstrip("+~") in RESERVED:
+            raise UserError(f"override {ov!r}: the sweep sets {ov.partition('=')[0]} itself (use --name)")
+    if not spec.projectors or not spec.res or not spec.seeds:
+        raise UserError("empty grid: give at least one projector, resolution and seed")
+    if not spec.tokens and any(r not in FIXED_M_RULES for r in map(_token_rules().get, spec.projectors)):
+        raise UserError("no token counts: give --tokens (or tokens: in the spec)")
+    known = _token_rules()
+    problems = [
+        f"{p}: unknown projector; known: {', '.join(sorted(known))}" for p in dict.fromkeys(spec.projectors)
+        if p not in known
+    ]
+    arms: dict[str, Arm] = {}
+    for proj, label, overrides in expand(spec, extra):
+        if proj not in known:
+            continue
+        try:
+            cfg, m = check_arm(overrides)
+        except UserError as err:
+            problems.append(f"{label}: {err}")
+            continue
+        name = run_name(cfg)
+        arms.setdefault(name, Arm(name, Path(cfg.paths.runs_root) / spec.name / name, tuple(overrides), m))
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise UserError(f"{len(problems)} invalid arm(s), nothing was run:\n{lines}")
+    return list(arms.values())
+
+
+# ---- running -----------------------------------------------------------------------------------------
+def _arm_entry(arm: Arm, outcome: runner.ArmOutcome | None, pid: int | None = None) -> dict[str, Any]:
+    record = outcome.record if outcome else read_results(arm.run_dir)
+    entry = {
+        "name": arm.name,
+        "run_dir": str(arm.run_dir),
+        "overrides": list(arm.overrides),
+        "status": "running" if pid else (record or {}).get("status", "pending"),
+        "accuracy": ((record or {}).get("metrics") or {}).get("accuracy"),
+        "error": (record or {}).get("error"),
+    }
+    if outcome is not None:
+        entry.update(returncode=outcome.returncode, seconds=round(outcome.seconds, 1), skipped=outcome.skipped)
+    if pid:
+        entry["pid"] = pid
+    return entry
+
+
+def write_sweep_json(
+    sweep_dir: Path, name: str, arms: list[Arm], outcomes: dict[str, runner.ArmOutcome],
+    pid: tuple[str, int] | None = None,
+) -> Path:
+    """`<runs>/<name>/sweep.json` (atomic): every arm with its current status; `pid` = (arm, process id)
+    of the arm running now."""
+    entries = [
+        _arm_entry(a, outcomes.get(a.name), pid[1] if pid and pid[0] == a.name else None) for a in arms
+    ]
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    return write_json(
+        sweep_dir / "sweep.json",
+        {"name": name, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "counts": counts, "arms": entries},
+    )
+
+
+def _progress(outcome: runner.ArmOutcome) -> str:
+    if outcome.status == "completed":
+        acc = f" {outcome.accuracy:.3f}" if outcome.accuracy is not None else ""
+        return f"completed{acc} ({'already done, skipped' if outcome.skipped else f'{outcome.seconds:.0f} s'})"
+    return f"{outcome.status}: {outcome.error or '?'} ({outcome.seconds:.0f} s)"
+
+
+def run_grid(arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout) -> list[runner.ArmOutcome]:
+    """Run every arm in turn (completed ones are skipped), one progress line each; keep sweep.json current.
+    Stops after the running arm when a signal arrived (see `runner.interrupted`)."""
+    runner.forward_signals()
+    outcomes: dict[str, runner.ArmOutcome] = {}
+    write_sweep_json(sweep_dir, name, arms, outcomes)
+    for i, arm in enumerate(arms, 1):
+        if runner.interrupted():
+            break
+        print(f"[{i}/{len(arms)}] {arm.name} ... ", end="", file=out, flush=True)
+
+        def started(pid: int, arm: Arm = arm) -> None:
+            write_sweep_json(sweep_dir, name, arms, outcomes, pid=(arm.name, pid))
+
+        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, on_start=started)
+        outcomes[arm.name] = outcome
+        print(_progress(outcome), file=out, flush=True)
+        write_sweep_json(sweep_dir, name, arms, outcomes)
+    return list(outcomes.values())
+
+
+def summary_table(arms: list[Arm]) -> str:
+    """Arm, status, accuracy, per-category accuracies, step time, steps, wall time: one row per arm."""
+    records = {a.name: read_results(a.run_dir) or {} for a in arms}
+    cats: list[str] = []
+    for r in records.values():
+        for c in ((r.get("metrics") or {}).get("per_category") or {}):
+            if c not in cats:
+                cats.append(c)
+    header = ["arm", "status", "acc", *cats, "step_s", "steps", "wall_s"]
+    rows = [header]
+    for arm in arms:
+        r = records[arm.name]
+        m, e = r.get("metrics") or {}, r.get("efficiency") or {}
+        per = m.get("per_category") or {}
+        rows.append([
+            arm.name, r.get("status", "pending"), _fmt(m.get("accuracy"), 3),
+            *(_fmt((per.get(c) or {}).get("accuracy"), 3) for c in cats),
+            _fmt(e.get("step_time_s"), 3), _fmt(e.get("steps"), 0), _fmt(e.get("wall_time_s"), 0),
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
+    ]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) or digits == 0 else str(value)
+
+
+# ---- command line ------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see python -m projlab.sweeps.grid --help)")
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse the flags before `--`; everything after it (and any bare `key=value`) is a Hydra override."""
+    argv = list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.overrides = [*args.overrides, *argv[cut + 1:]]
+    return args
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="python -m projlab.sweeps.grid", description=__doc__.split("\n\n")[0])
+    p.add_argument("--spec", default=str(DEFAULT_SPEC), help="grid spec YAML (default sweeps/default.yaml)")
+    p.add_argument("--projectors", help="comma-separated projector names (replaces the spec's list)")
+    p.add_argument("--tokens", help="comma-separated token counts M")
+    p.add_argument("--res", help="comma-separated image resolutions")
+    p.add_argument("--seeds", help="comma-separated seeds")
+    p.add_argument("--name", help="sweep name: arms go to <runs>/<name>/")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the arms, run nothing")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every arm (after --)")
+    return parse_with_overrides(p, argv)
+
+
+def spec_from_args(args: argparse.Namespace) -> GridSpec:
+    spec = load_spec(args.spec)
+    if args.projectors is not None:
+        spec.projectors = _str_list(args.projectors, "--projectors")
+    for flag, attr in (("tokens", "tokens"), ("res", "res"), ("seeds", "seeds")):
+        if getattr(args, flag) is not None:
+            setattr(spec, attr, _int_list(getattr(args, flag), f"--{flag}"))
+    if args.name is not None:
+        if not args.name or "/" in args.name or args.name.startswith("."):
+            raise UserError(f"--name {args.name!r}: give a plain folder name")
+        spec.name = args.name
+    return spec
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    spec = spec_from_args(args)
+    arms = plan(spec, args.overrides)
+    sweep_dir = arms[0].run_dir.parent
+    if args.dry_run:
+        for arm in arms:
+            print(f"{arm.name}  M={arm.num_visual_tokens}  {' '.join(runner.train_command(list(arm.overrides))[1:])}")
+        print(f"{len(arms)} arm(s) valid; would run into {sweep_dir}")
+        return
+    t0 = time.perf_counter()
+    print(f"sweep {spec.name}: {len(arms)} arm(s) -> {sweep_dir}", flush=True)
+    run_grid(arms, sweep_dir, spec.name)
+    print("\n" + summary_table(arms))
+    statuses = [(read_results(a.run_dir) or {}).get("status") for a in arms]
+    done = statuses.count("completed")
+    print(f"\n{done}/{len(arms)} completed in {time.perf_counter() - t0:.0f} s; {sweep_dir / 'sweep.json'}")
+    signum = runner.interrupted()
+    if signum:
+        print(f"stopped by signal {signum}; re-run the same command to resume", file=sys.stderr)
+        sys.exit(128 + signum)
+    sys.exit(0 if done == len(arms) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Run one arm as its own process and read back its status.
+
+An arm is `python -m projlab.train <overrides>` in its own process group, its output appended to
+`<run_dir>/train.log`. The arm's results.json is the only thing read back. A process that dies without
+recording its end (SIGKILL, out of memory, a config error before training) is recorded here as failed with
+its exit code or signal and the last line of its log, so a sweep always knows what happened to every arm.
+A completed results.json is never rewritten: re-running an arm whose result is completed skips it.
+
+Signals: `forward_signals()` makes SIGTERM/SIGINT go to the running arm's process group; `run_arm` then
+waits for the arm to record its end (Lightning turns SIGTERM into a failed result, resumable from its last
+checkpoint) and the caller sees `interrupted()` and stops. The arm also gets SIGTERM if the sweep process
+itself is killed (Linux parent-death signal), so no orphan keeps training beside a resumed sweep.
+
+Used by `projlab.sweeps.grid`, `projlab.sweeps.search` and `projlab.sweeps.calibrate`.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from projlab.results import read_results, results_path, write_results
+
+LOG_FILE = "train.log"
+GRACE_S = 60.0  # how long an arm may take to record its end after SIGTERM before it is killed
+
+_running: subprocess.Popen | None = None
+_interrupt: int | None = None
+
+
+@dataclass
+class ArmOutcome:
+    """What became of one arm: its status as recorded in its results.json (plus how the process ended)."""
+
+    run_dir: Path
+    status: str  # completed | failed | pruned | running (only if another process holds the arm)
+    record: dict[str, Any] | None
+    returncode: int | None  # None when the arm was not launched (already completed)
+    seconds: float
+    skipped: bool = False
+
+    @property
+    def error(self) -> str | None:
+        return (self.record or {}).get("error")
+
+    @property
+    def accuracy(self) -> float | None:
+        return ((self.record or {}).get("metrics") or {}).get("accuracy")
+
+
+def arm_status(run_dir: str | Path) -> str | None:
+    """The status in the arm's results.json, or None where it has none."""
+    record = read_results(run_dir)
+    return record.get("status") if record else None
+
+
+def train_command(overrides: list[str]) -> list[str]:
+    """The command line of one arm: the single-arm entry point with its Hydra overrides."""
+    return [sys.executable, "-m", "projlab.train", *overrides]
+
+
+def interrupted() -> int | None:
+    """The signal number that asked this process to stop, or None."""
+    return _interrupt
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    global _interrupt
+    _interrupt = signum
+    if _running is not None:
+        _signal_group(_running, signal.SIGTERM)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def forward_signals() -> None:
+    """Install the SIGTERM/SIGINT handlers that pass the stop request to the running arm (main thread only)."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the sweep process dies (Linux prctl PR_SET_PDEATHSIG)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def last_line(path: Path, max_bytes: int = 8192) -> str:
+    """The last non-empty line of a text file ('' if none): the error line of a crashed arm."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
+    except FileNotFoundError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1] if lines else ""
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _record_crash(run_dir: Path, returncode: int, log_path: Path) -> dict[str, Any]:
+    """Mark an arm failed when its process ended without recording its end; keep what it had written."""
+    previous = read_results(run_dir) or {"run_dir": str(run_dir)}
+    line = last_line(log_path)
+    error = _how_it_ended(returncode) + (f"; last log line: {line}" if line else "")
+    record = {**previous, "status": "failed", "error": error[:500]}
+    record.pop("schema", None)
+    write_results(run_dir, record)
+    return read_results(run_dir) or record
+
+
+def run_arm(
+    overrides: list[str],
+    run_dir: str | Path,
+    *,
+    env: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    grace_s: float = GRACE_S,
+) -> ArmOutcome:
+    """Run `projlab.train <overrides>` (which must write to `run_dir`) unless `run_dir` holds a completed
+    result; return its outcome. Output is appended to `run_dir/train.log`. `on_start(pid)` is called once
+    the process is running (a sweep records the pid so it can be found and killed)."""
+    global _running
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    previous = read_results(run_dir)
+    if previous and previous.get("status") == "completed":
+        return ArmOutcome(run_dir, "completed", previous, None, 0.0, skipped=True)
+    if _interrupt is not None:
+        return ArmOutcome(run_dir, previous.get("status", "failed") if previous else "failed", previous, None, 0.0)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / LOG_FILE
+    cmd = train_command(overrides)
+    launched = time.time() - 1.0  # file times may be coarser than the clock
+    with open(log_path, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True, preexec_fn=_die_with_parent if _LIBC is not None else None,
+        )
+        _running = proc
+        try:
+            if on_start is not None:
+                on_start(proc.pid)
+            returncode = _wait(proc, grace_s)
+        finally:
+            _running = None
+    record = read_results(run_dir)
+    status = record.get("status") if record else None
+    written_now = record is not None and results_path(run_dir).stat().st_mtime >= launched
+    if status != "completed" and (not written_now or status not in ("failed", "pruned")):
+        record = _record_crash(run_dir, returncode, log_path)
+    return ArmOutcome(run_dir, record["status"], record, returncode, time.perf_counter() - t0)
+
+
+def _wait(proc: subprocess.Popen, grace_s: float) -> int:
+    """Wait for the arm; after a stop request give it `grace_s` to record its end, then kill its group."""
+    asked_at: float | None = None
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if _interrupt is not None:
+            if asked_at is None:  # the request may have come before the arm was registered
+                asked_at = time.monotonic()
+                _signal_group(proc, signal.SIGTERM)
+            if time.monotonic() - asked_at > grace_s:
+                _signal_group(proc, signal.SIGKILL)

@@ -1,0 +1,403 @@
+"""Optuna searches over `projlab.train`: ask/tell on shared storage, one process per trial.
+
+    python -m projlab.sweeps.search sweeps/<file>.yaml [--workers N] [--storage URL] [--n-trials N] [-- overrides]
+
+The YAML declares the study (see sweeps/lr_c_abstractor.yaml): `study`, `n_trials`, `direction`,
+`objective` (a dotted path in results.json, e.g. metrics.accuracy), `monitor` (the validation metric the
+pruner sees, default val/acc), `overrides` (fixed), `space` (key: {type: float|int|categorical, ...}),
+`sampler` ({type: tpe|random, seed, ...}), `pruner` ({type: median|threshold|..., ...}) and `enqueue` (points
+to try first, added when the study is created).
+
+Storage: `sqlite:///<runs>/<study>/study.db` by default, any RDB URL, or `journal:<path>`. `--workers N` starts
+N worker processes, each running its own ask/tell loop on the storage until `n_trials` trials are finished
+or running in total; `ask()` gives each worker its own trial. Each trial is `projlab.train <overrides>
+<sampled> sweep=<study> run_name=trial-<number> +optuna.storage=... +optuna.study=... +optuna.trial=<number>`
+in its own process; the objective is read from its results.json; the trial process reports to the pruner
+itself (projlab.sweeps.pruning). Re-running the command continues the study; trials left RUNNING by a
+dead worker on this host are marked failed first.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from filelock import FileLock
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from projlab.config import load_config
+from projlab.errors import UserError, exit_on_user_error
+from projlab.sweeps import runner
+from projlab.sweeps.grid import ARM_DEFAULTS, check_arm, parse_with_overrides
+from projlab.sweeps.pruning import DEFAULT_MONITOR, build_pruner
+from projlab.sweeps.storage import default_storage_url, normalise_url, open_storage
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+
+
+@dataclass
+class SearchSpec:
+    study: str
+    n_trials: int
+    space: dict[str, BaseDistribution]
+    direction: str = "maximize"
+    objective: str = "metrics.accuracy"
+    monitor: str = DEFAULT_MONITOR
+    overrides: list[str] = field(default_factory=list)
+    sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---- the spec ---------------------------------------------------------------------------------------
+def _number(value: Any, what: str) -> float:
+    """YAML 1.1 reads `1e-4` as a string: accept numbers written either way."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{what}: {value!r} is not a number") from None
+
+
+def distribution(key: str, spec: Any) -> BaseDistribution:
+    """`{type: float, low, high, log, step}`, `{type: int, low, high, log, step}` or `{type: categorical,
+    choices: [...]}` as an Optuna distribution."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise UserError(f"space.{key}: give a mapping with a type (float, int or categorical)")
+    spec = dict(spec)
+    kind = spec.pop("type")
+    try:
+        if kind == "float":
+            step = spec.pop("step", None)
+            low = _number(spec.pop("low", None), f"space.{key}.low")
+            high = _number(spec.pop("high", None), f"space.{key}.high")
+            step = None if step is None else _number(step, f"space.{key}.step")
+            return FloatDistribution(low, high, log=bool(spec.pop("log", False)), step=step, **spec)
+        if kind == "int":
+            return IntDistribution(
+                int(_number(spec.pop("low", None), f"space.{key}.low")),
+                int(_number(spec.pop("high", None), f"space.{key}.high")),
+                log=bool(spec.pop("log", False)), step=int(spec.pop("step", 1)), **spec,
+            )
+        if kind == "categorical":
+            choices = spec.pop("choices", None)
+            if not isinstance(choices, list) or not choices:
+                raise UserError(f"space.{key}: categorical needs a non-empty list of choices")
+            return CategoricalDistribution(choices, **spec)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"space.{key}: {err}") from None
+    raise UserError(f"space.{key}: type {kind!r} is unknown; use float, int or categorical")
+
+
+def load_search_spec(path: str | Path) -> SearchSpec:
+    """Read and check a search YAML; every mistake is a one-line UserError."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"search spec '{path}' does not exist") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"search spec '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"search spec '{path}' must be a mapping")
+    known = set(SearchSpec.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"search spec '{path}': unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    for key in ("study", "n_trials", "space"):
+        if not data.get(key):
+            raise UserError(f"search spec '{path}': {key} is required")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(data["study"])):
+        raise UserError(f"search spec '{path}': study {data['study']!r} must be a plain name (letters, digits, _.-)")
+    if not isinstance(data["space"], dict):
+        raise UserError(f"search spec '{path}': space must map override keys to distributions")
+    direction = str(data.get("direction", "maximize"))
+    if direction not in ("maximize", "minimize"):
+        raise UserError(f"search spec '{path}': direction must be maximize or minimize, not {direction!r}")
+    spec = SearchSpec(
+        study=str(data["study"]),
+        n_trials=int(_number(data["n_trials"], "n_trials")),
+        space={str(k): distribution(str(k), v) for k, v in data["space"].items()},
+        direction=direction,
+        objective=str(data.get("objective", "metrics.accuracy")),
+        monitor=str(data.get("monitor", DEFAULT_MONITOR)),
+        overrides=[str(o) for o in data.get("overrides") or []],
+        sampler=dict(data.get("sampler") or {"type": "tpe", "seed": 0}),
+        pruner=dict(data.get("pruner") or {"type": "median"}),
+        enqueue=list(data.get("enqueue") or []),
+    )
+    build_sampler(spec.sampler, 0)
+    build_pruner(spec.pruner)
+    return spec
+
+
+def build_sampler(spec: dict[str, Any], worker: int) -> optuna.samplers.BaseSampler:
+    """A sampler from `{type: tpe, seed: 0, ...}`; worker k gets seed + k so parallel workers differ."""
+    spec = dict(spec)
+    kind = str(spec.pop("type", "tpe"))
+    if kind not in SAMPLERS:
+        raise UserError(f"sampler type {kind!r} is unknown; known: {', '.join(SAMPLERS)}")
+    if spec.get("seed") is not None:
+        spec["seed"] = int(spec["seed"]) + worker
+    try:
+        return SAMPLERS[kind](**spec)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"sampler {kind}: {err}") from None
+
+
+# ---- overrides --------------------------------------------------------------------------------------
+def hydra_value(value: Any) -> str:
+    """A sampled value written for a Hydra override (strings quoted when they are not plain words)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    if isinstance(value, int):
+        return text
+    looks_typed = text.lower() in ("true", "false", "null") or re.fullmatch(r"[-+]?[\d.]+(e[-+]?\d+)?", text.lower())
+    if not looks_typed and re.fullmatch(r"[A-Za-z0-9_./:@+-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def trial_overrides(spec: SearchSpec, params: dict[str, Any], extra: list[str]) -> list[str]:
+    return [*ARM_DEFAULTS, *spec.overrides, *(f"{k}={hydra_value(v)}" for k, v in params.items()), *extra]
+
+
+def _ends(spec: SearchSpec, end: int) -> dict[str, Any]:
+    out = {}
+    for key, dist in spec.space.items():
+        if isinstance(dist, CategoricalDistribution):
+            out[key] = dist.choices[end]
+        else:
+            out[key] = dist.low if end == 0 else dist.high
+    return out
+
+
+def check_spec(spec: SearchSpec, extra: list[str]) -> Path:
+    """Compose a trial at both ends of the space before anything runs; return the runs root."""
+    for ov in [*spec.overrides, *extra]:
+        if ov.partition("=")[0].lstrip("+~") in ("sweep", "run_name", "optuna"):
+            raise UserError(f"override {ov!r}: the search sets {ov.partition('=')[0]} itself")
+    problems: dict[str, str] = {}  # error -> where (the same mistake at both ends is reported once)
+    for end, where in ((0, "the low end"), (-1, "the high end")):
+        try:
+            check_arm([*trial_overrides(spec, _ends(spec, end), extra), f"sweep={spec.study}"])
+        except UserError as err:
+            problems.setdefault(str(err), where)
+    if problems:
+        raise UserError("; ".join(f"{err} (a trial at {where} of the space)" for err, where in problems.items()))
+    return Path(load_config([*spec.overrides, *extra]).paths.runs_root)
+
+
+def get_path(record: dict[str, Any], dotted: str) -> Any:
+    node: Any = record
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+# ---- the study --------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare_study(spec: SearchSpec, storage_url: str, study_dir: Path) -> optuna.Study:
+    """Create or load the study, record its pruner and monitor for the trial processes, enqueue the spec's
+    points on creation, and fail the trials a dead worker of this host left RUNNING."""
+    storage = open_storage(storage_url)
+    new = spec.study not in optuna.study.get_all_study_names(storage)
+    if new and study_dir.is_dir() and any(study_dir.glob("trial-*")):
+        raise UserError(
+            f"{study_dir} holds trial folders but storage {storage_url} has no study {spec.study!r}: "
+            "give the storage they came from (--storage), or another study name"
+        )
+    study = optuna.create_study(
+        study_name=spec.study, storage=storage, direction=spec.direction, load_if_exists=True,
+    )
+    if study.direction.name.lower() != spec.direction:
+        raise UserError(
+            f"study {spec.study!r} exists with direction {study.direction.name.lower()}, not {spec.direction}"
+        )
+    study.set_user_attr("pruner", spec.pruner)
+    study.set_user_attr("monitor", spec.monitor)
+    study.set_user_attr("objective", spec.objective)
+    if new:
+        for point in spec.enqueue:
+            study.enqueue_trial({str(k): v for k, v in point.items()})
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if owner == host and pid.isdigit() and not _alive(int(pid)):
+            study.tell(t.number, state=TrialState.FAIL)
+            print(f"trial {t.number}: its worker (pid {pid}) is gone; marked failed", flush=True)
+    return study
+
+
+def _tell(study: optuna.Study, trial: optuna.trial.Trial, spec: SearchSpec, outcome: runner.ArmOutcome) -> str:
+    """Tell the study what the trial's results.json says; return the progress text."""
+    trial.set_user_attr("run_dir", str(outcome.run_dir))
+    if outcome.status == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        return f"pruned at step {get_path(outcome.record or {}, 'efficiency.steps')}"
+    value = get_path(outcome.record or {}, spec.objective) if outcome.status == "completed" else None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        study.tell(trial, float(value))
+        return f"completed {spec.objective}={value:.4g}"
+    error = outcome.error if outcome.status != "completed" else f"no finite {spec.objective} in results.json"
+    trial.set_user_attr("error", error)
+    study.tell(trial, state=TrialState.FAIL)
+    return f"failed: {error}"
+
+
+def work(spec: SearchSpec, storage_url: str, n_trials: int, worker: int, extra: list[str]) -> int:
+    """One worker's ask/tell loop until `n_trials` trials are counted in the study; returns an exit code."""
+    runner.forward_signals()
+    study = optuna.load_study(
+        study_name=spec.study, storage=open_storage(storage_url), sampler=build_sampler(spec.sampler, worker),
+        pruner=build_pruner(spec.pruner),
+    )
+    runs_root = Path(load_config([*spec.overrides, *extra]).paths.runs_root)
+    study_dir = runs_root / spec.study
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    while not runner.interrupted():
+        with FileLock(str(study_dir / ".ask.lock")):  # count and ask as one step: no trial beyond n_trials
+            if len(study.get_trials(deepcopy=False, states=COUNTED)) >= n_trials:
+                break
+            trial = study.ask(spec.space)
+            trial.set_user_attr("worker", me)
+        overrides = [
+            *trial_overrides(spec, trial.params, extra), f"sweep={spec.study}", f"run_name=trial-{trial.number}",
+            f"+optuna.storage={hydra_value(storage_url)}", f"+optuna.study={spec.study}",
+            f"+optuna.trial={trial.number}",
+        ]
+        outcome = runner.run_arm(overrides, study_dir / f"trial-{trial.number}")
+        text = _tell(study, trial, spec, outcome)
+        params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        print(f"[worker {worker}] trial {trial.number} {params} ... {text} ({outcome.seconds:.0f} s)", flush=True)
+    return 128 + runner.interrupted() if runner.interrupted() else 0
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def report(study: optuna.Study, spec: SearchSpec) -> tuple[str, int]:
+    """The end-of-search summary and the number of complete trials."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    lines = [
+        f"study {spec.study}: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
+        f"{counts[TrialState.FAIL]} failed"
+        + "".join(f", {counts[s]} {s.name.lower()}" for s in (TrialState.RUNNING, TrialState.WAITING) if counts[s])
+    ]
+    if counts[TrialState.COMPLETE]:
+        best = study.best_trial
+        params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+        lines.append(f"best trial {best.number}: {spec.objective} = {best.value:.4g}  ({params})")
+    else:
+        lines.append("no trial completed")
+    return "\n".join(lines), counts[TrialState.COMPLETE]
+
+
+# ---- command line -----------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see python -m projlab.sweeps.search --help)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="python -m projlab.sweeps.search", description=__doc__.split("\n\n")[0])
+    p.add_argument("spec", help="search spec YAML, e.g. sweeps/lr_c_abstractor.yaml")
+    p.add_argument("--workers", type=_positive, default=1, help="worker processes sharing the study (default 1)")
+    p.add_argument("--storage", help="sqlite:///path.db, another RDB URL, or journal:<path> (default: "
+                                     "sqlite:///<runs>/<study>/study.db)")
+    p.add_argument("--n-trials", type=_positive, help="total trials (replaces the spec's n_trials)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the search for its workers
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every trial (after --)")
+    return parse_with_overrides(p, argv)
+
+
+def _start_workers(args: argparse.Namespace, storage_url: str, n_trials: int) -> list[subprocess.Popen]:
+    base = [sys.executable, "-m", "projlab.sweeps.search", args.spec, "--storage", storage_url,
+            "--n-trials", str(n_trials)]
+    return [
+        subprocess.Popen([*base, "--worker-index", str(i), "--", *args.overrides], stdin=subprocess.DEVNULL)
+        for i in range(args.workers)
+    ]
+
+
+def _wait_workers(procs: list[subprocess.Popen]) -> list[int]:
+    """Wait for every worker; a SIGTERM/SIGINT to the search is passed on to each of them."""
+    def forward(signum: int, frame: Any) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return [p.wait() for p in procs]
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    spec = load_search_spec(args.spec)
+    n_trials = args.n_trials or spec.n_trials
+    if args.worker_index is not None:  # a worker started by the search command below
+        sys.exit(work(spec, args.storage, n_trials, args.worker_index, args.overrides))
+    study_dir = check_spec(spec, args.overrides) / spec.study
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage_url = normalise_url(args.storage or default_storage_url(study_dir))
+    study = prepare_study(spec, storage_url, study_dir)
+    print(f"search {spec.study}: {n_trials} trial(s), {args.workers} worker(s), storage {storage_url}", flush=True)
+    t0 = time.perf_counter()
+    if args.workers == 1:
+        codes = [work(spec, storage_url, n_trials, 0, args.overrides)]
+    else:
+        codes = _wait_workers(_start_workers(args, storage_url, n_trials))
+    text, complete = report(study, spec)
+    print(f"\n{text}\n({time.perf_counter() - t0:.0f} s; {study_dir})")
+    stopped = [c for c in codes if c > 128]
+    if stopped or runner.interrupted():
+        print("search stopped by a signal; re-run the same command to continue the study", file=sys.stderr)
+        sys.exit(stopped[0] if stopped else 128 + (runner.interrupted() or 15))
+    sys.exit(0 if complete and not any(codes) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Sweeps: grid expansion and validation, a failing arm that does not stop the sweep, resume (also after
+SIGKILL), SIGTERM forwarding, the pruning callback on its own, and a 2-worker Optuna search on SQLite.
+
+The slow tests are real tiny training runs (each arm its own process): about 2-3 minutes together."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from conftest import TINY_RUN
+from projlab.errors import UserError
+from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, plan
+from projlab.sweeps.search import hydra_value, load_search_spec
+
+ARM = [*TINY_RUN, "projector.depth=1"]  # c_abstractor and resampler both take a depth
+
+
+def grid(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "projlab.sweeps.grid", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_spec(path: Path, **spec) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def wait_for(predicate, timeout: float = 240, what: str = "", proc: subprocess.Popen | None = None) -> None:
+    t0 = time.monotonic()
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def running_arm(sweep_dir: Path) -> dict | None:
+    try:
+        arms = json.loads((sweep_dir / "sweep.json").read_text())["arms"]
+    except (FileNotFoundError, ValueError):
+        return None
+    return next((a for a in arms if a.get("pid")), None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# expansion and validation (pure, fast)
+# ---------------------------------------------------------------------------------------------------------
+def test_fixed_token_projectors_appear_once_per_resolution_and_seed():
+    spec = GridSpec(name="x", projectors=["linear", "c_abstractor", "blind"], tokens=[16, 64], res=[112, 168],
+                    seeds=[0, 1])
+    arms = expand(spec)
+    by_proj = {p: [a for a in arms if a.projector == p] for p in spec.projectors}
+    assert len(by_proj["linear"]) == len(by_proj["blind"]) == 2 * 2
+    assert len(by_proj["c_abstractor"]) == 2 * 2 * 2
+    assert not any("num_visual_tokens" in o for a in by_proj["linear"] + by_proj["blind"] for o in a.overrides)
+    assert all(a.overrides[-1] == "sweep=x" for a in arms)
+
+
+def test_the_default_spec_is_the_paper_projectors_and_controls(runs_dir):
+    spec = load_spec(DEFAULT_SPEC)
+    assert set(spec.projectors) == {"linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor",
+                                    "blind", "shuffle"}
+    arms = plan(spec)
+    assert len(arms) == 4 * 3 + 4 and len({a.name for a in arms}) == len(arms)
+    ms = {a.name: a.num_visual_tokens for a in arms}
+    assert ms["linear-mall-r112-s0-joint"] == 256 and ms["blind-mall-r112-s0-joint"] == 0
+    assert ms["c_abstractor-m144-r112-s0-joint"] == 144
+    assert all(a.run_dir == runs_dir / "default" / a.name for a in arms)
+
+
+def test_every_invalid_arm_is_reported_at_once():
+    spec = GridSpec(name="x", projectors=["c_abstractor", "nope", "linear"], tokens=[50, 64, 289], res=[112])
+    with pytest.raises(UserError) as err:
+        plan(spec, ["stage.max_steps=5"])
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("3 invalid arm(s)")
+    assert any(ln.strip().startswith("c_abstractor-m50-r112-s0:") for ln in lines)
+    assert any(ln.strip().startswith("c_abstractor-m289-r112-s0:") for ln in lines)
+    assert any(ln.strip().startswith("nope: unknown projector") for ln in lines)
+    assert not any("-m64-" in ln or "linear" in ln.split(":")[0] for ln in lines[1:])
+
+
+def test_grid_command_line_errors_are_one_line_each_and_run_nothing(runs_dir):
+    proc = grid("--projectors=c_abstractor", "--tokens=50,289", "--name", "bad", "--", "stage.max_steps=5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: 2 invalid arm(s)") and len(proc.stderr.strip().splitlines()) == 3
+    assert not (runs_dir / "bad").exists()
+    assert grid("--name", "x", "sweep=y").returncode == 2  # the sweep names its arms' folder itself
+
+
+def test_search_spec_reads_distributions_sampler_and_pruner(tmp_path):
+    path = write_spec(
+        tmp_path / "s.yaml", study="s", n_trials=3, overrides=["projector=c_abstractor"],
+        space={"stage.lr": {"type": "float", "low": "1e-4", "high": 1e-2, "log": True},
+               "stage.warmup_steps": {"type": "int", "low": 0, "high": 100, "step": 25},
+               "projector.depth": {"type": "categorical", "choices": [1, 2]}},
+        pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    )
+    spec = load_search_spec(path)
+    assert spec.space["stage.lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    assert spec.space["stage.warmup_steps"].step == 25 and spec.direction == "maximize"
+    bad = write_spec(tmp_path / "b.yaml", study="s", n_trials=3, space={"stage.lr": {"type": "gauss"}})
+    with pytest.raises(UserError, match="gauss"):
+        load_search_spec(bad)
+    assert [hydra_value(v) for v in (1e-4, 3, True, "c_abstractor", "1e-3", "a b")] == [
+        "0.0001", "3", "true", "c_abstractor", "'1e-3'", "'a b'"
+    ]
+
+
+def test_pruning_callback_reports_and_stops_a_lightning_run(tmp_path):
+    import lightning as L
+    import torch
+
+    from projlab.sweeps.pruning import OptunaPruning
+
+    class Model(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, i):
+            return (self.w - batch).pow(2).mean()
+
+        def validation_step(self, batch, i):
+            self.log("val/acc", 0.5)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="p", storage=url, direction="maximize")
+    study.set_user_attr("pruner", {"type": "threshold", "lower": 0.9, "n_warmup_steps": 4})
+    trial = study.ask()
+    callback = OptunaPruning(url, "p", trial.number)
+    data = torch.utils.data.DataLoader(torch.ones(64, 1), batch_size=4)
+    trainer = L.Trainer(max_steps=12, val_check_interval=2, limit_val_batches=1, callbacks=[callback], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Model(), data, data)
+    assert callback.pruned and callback.pruned_at == 4 and trainer.global_step == 4  # stopped at the first check
+    frozen = study.trials[0]
+    assert frozen.intermediate_values == {2: 0.5, 4: 0.5} and frozen.user_attrs["pruned_at_step"] == 4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# real sweeps (each arm a real tiny training run)
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_failing_arm_is_recorded_and_the_sweep_resumes_even_after_sigkill(runs_dir, tmp_path):
+    # 1. one arm fails (injected), the other completes, the sweep says so (exit 1)
+    spec = dict(name="f", projectors=["c_abstractor", "resampler"], tokens=[16], res=[112], overrides=ARM)
+    path = write_spec(tmp_path / "f.yaml", **spec, projector_overrides={"resampler": ["fail_at_step=2"]})
+    first = grid("--spec", str(path))
+    assert first.returncode == 1, first.stderr[-2000:]
+    good, bad = runs_dir / "f" / "c_abstractor-m16-r112-s0-joint", runs_dir / "f" / "resampler-m16-r112-s0-joint"
+    assert results(good)["status"] == "completed"
+    assert results(bad)["status"] == "failed" and "injected failure at step 2" in results(bad)["error"]
+    sweep = json.loads((runs_dir / "f" / "sweep.json").read_text())
+    assert [(a["name"], a["status"]) for a in sweep["arms"]] == [(good.name, "completed"), (bad.name, "failed")]
+    assert "[2/2] resampler-m16-r112-s0-joint ... failed" in first.stdout and "attribute" in first.stdout
+    stamp = (good / "results.json").stat().st_mtime_ns
+
+    # 2. the failure removed, the same sweep again, SIGKILLed with its arm while that arm trains
+    write_spec(path, **spec)
+    proc = subprocess.Popen([sys.executable, "-m", "projlab.sweeps.grid", "--spec", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (running_arm(runs_dir / "f") or {}).get("name") == bad.name, what="the failed arm to start",
+                 proc=proc)
+        arm = running_arm(runs_dir / "f")
+        wait_for(lambda: results(bad)["status"] == "running", what="the re-run arm to start training", proc=proc)
+        proc.kill()
+        os.killpg(arm["pid"], signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    # 3. once more: every arm completed; the completed arm was launched once in all and never rewritten
+    third = grid("--spec", str(path))
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert "already done, skipped" in third.stdout
+    names = {a.name for a in plan(GridSpec(**spec))}
+    done = {p.parent.name for p in (runs_dir / "f").glob("*/results.json")
+            if results(p.parent)["status"] == "completed"}
+    assert done == names == {good.name, bad.name}
+    assert (good / "results.json").stat().st_mtime_ns == stamp
+    assert (good / "train.log").read_text().count("\n=== ") == 1
+    assert (bad / "train.log").read_text().count("\n=== ") == 3
+
+
+@pytest.mark.slow
+def test_sigterm_is_forwarded_to_the_arm_and_recorded(runs_dir):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "projlab.sweeps.grid", "--projectors", "blind", "--name", "t", "--", *TINY_RUN],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for(lambda: running_arm(runs_dir / "t") is not None, what="the arm to start", proc=proc)
+    arm = running_arm(runs_dir / "t")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "re-run the same command" in err
+    wait_for(lambda: not _alive(arm["pid"]), timeout=10, what="the arm to end")
+    record = results(Path(arm["run_dir"]))
+    assert record["status"] == "failed" and record["error"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study_with_a_pruned_trial(runs_dir, tmp_path):
+    # ThresholdPruner(lower=2) prunes any reported accuracy from step 5 on: a 3-step trial (one validation,
+    # at step 3) completes, a 9-step trial is pruned at its step-6 validation. Enqueued points make both
+    # happen whatever the sampler draws.
+    hook = "OptunaPruning" in Path(importlib.util.find_spec("projlab.train").origin).read_text()
+    assert hook, "src/projlab/train.py does not yet add projlab.sweeps.pruning.OptunaPruning for +optuna.* runs"
+    path = write_spec(
+        tmp_path / "s.yaml", study="st", n_trials=4, overrides=[*ARM, "projector=c_abstractor",
+                                                                 "projector.num_visual_tokens=16"],
+        space={"stage.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+               "stage.max_steps": {"type": "categorical", "choices": [3, 9]}},
+        sampler={"type": "random", "seed": 0}, pruner={"type": "threshold", "lower": 2.0, "n_warmup_steps": 5},
+        enqueue=[{"stage.lr": 1e-3, "stage.max_steps": 3}, {"stage.lr": 3e-3, "stage.max_steps": 9}],
+    )
+    proc = subprocess.run([sys.executable, "-m", "projlab.sweeps.search", str(path), "--workers", "2"],
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    study = optuna.load_study(study_name="st", storage=f"sqlite:///{runs_dir / 'st' / 'study.db'}")
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    assert all(t.user_attrs["worker"] and t.user_attrs["run_dir"].endswith(f"trial-{t.number}") for t in trials)
+    states = {t.number: t.state for t in trials}
+    assert states[0] == optuna.trial.TrialState.COMPLETE and states[1] == optuna.trial.TrialState.PRUNED
+    pruned = results(runs_dir / "st" / "trial-1")
+    assert pruned["status"] == "pruned" and pruned["efficiency"]["steps"] == 6  # stopped before step 9
+    assert trials[1].intermediate_values.keys() == {3, 6}
+    assert results(runs_dir / "st" / "trial-0")["metrics"]["accuracy"] == trials[0].value
+    assert "best trial" in proc.stdout and " pruned" in proc.stdout and "0 failed" in proc.stdout
