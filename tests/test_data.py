@@ -34,7 +34,7 @@ def test_generation_is_deterministic_and_split_dependent():
 
 
 def _named(item, word):
-    return next(o for o in item.objects if o.shape == word)
+    return next(o for o in item.objects if word in (o.shape, o.colour))
 
 
 def test_every_answer_is_true_of_its_scene(items):
@@ -50,7 +50,7 @@ def test_every_answer_is_true_of_its_scene(items):
             quadrant = ("top" if row < half else "bottom") + "-" + ("left" if col < half else "right")
             assert quadrant == it.answer_text
         elif it.category == "spatial_relation":
-            a, b = _named(it, words[3]).cell, _named(it, words[7]).cell
+            a, b = _named(it, words[3]).cell, _named(it, words[8]).cell
             truth = {"left": a[1] < b[1] and a[0] == b[0], "right": a[1] > b[1] and a[0] == b[0],
                      "above": a[0] < b[0] and a[1] == b[1], "below": a[0] > b[0] and a[1] == b[1]}
             assert truth[it.answer_text], (it.question, it.objects)

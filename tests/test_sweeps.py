@@ -77,8 +77,9 @@ def test_the_default_spec_is_the_paper_projectors_and_controls(runs_dir):
     assert set(spec.projectors) == {"linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor",
                                     "blind", "shuffle"}
     arms = plan(spec)
-    assert len(arms) == 4 * 3 + 4 and len({a.name for a in arms}) == len(arms)
+    assert len(arms) == 4 * 3 + 4 + 1 and len({a.name for a in arms}) == len(arms)
     ms = {a.name: a.num_visual_tokens for a in arms}
+    assert ms["mlp-mall-r112-s0-joint-scrambled"] == 256  # the scrambled-layout control, its own folder
     assert ms["linear-mall-r112-s0-joint"] == 256 and ms["blind-mall-r112-s0-joint"] == 0
     assert ms["c_abstractor-m144-r112-s0-joint"] == 144
     assert all(a.run_dir == runs_dir / "default" / a.name for a in arms)

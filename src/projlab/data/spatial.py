@@ -32,9 +32,11 @@ CATEGORIES = tuple(OPTIONS)
 SPATIAL_CATEGORIES = ("object_localization", "spatial_relation")
 LETTERS = "ABCD"
 
+# Spatial questions name objects by colour (a lookup the features make easy), so that what they test is
+# where; the attribute question names an object by shape and asks its colour (binding, no locality).
 QUESTION = {
-    "object_localization": "where is the {a} ?",
-    "spatial_relation": "where is the {a} relative to the {b} ?",
+    "object_localization": "where is the {a} object ?",
+    "spatial_relation": "where is the {a} object relative to the {b} object ?",
     "counting": "how many objects are there ?",
     "attribute": "what colour is the {a} ?",
 }
@@ -103,8 +105,6 @@ def _free_cells(rng: random.Random, taken: list[tuple[int, int]], k: int) -> lis
     return rng.sample(free, k)
 
 
-def _name(obj: SceneObject) -> str:
-    return obj.shape
 
 
 def make_item(category: str, answer_index: int, rng: random.Random, item_id: str) -> Item:
@@ -119,7 +119,7 @@ def make_item(category: str, answer_index: int, rng: random.Random, item_id: str
         target = (qr * half + rng.randrange(half), qc * half + rng.randrange(half))
         cells = [target] + _free_cells(rng, [target], rng.randint(0, 3))
         objects = _objects(rng, cells)
-        fmt["a"] = _name(objects[0])
+        fmt["a"] = objects[0].colour
     elif category == "spatial_relation":
         # same row for left/right, same column for above/below: the relation is never ambiguous
         line, a, b = rng.randrange(CELLS), *sorted(rng.sample(range(CELLS), 2))
@@ -130,7 +130,7 @@ def make_item(category: str, answer_index: int, rng: random.Random, item_id: str
             cells = [(first, line), (second, line)]
         cells += _free_cells(rng, cells, rng.randint(0, 2))
         objects = _objects(rng, cells)
-        fmt["a"], fmt["b"] = _name(objects[0]), _name(objects[1])
+        fmt["a"], fmt["b"] = objects[0].colour, objects[1].colour
     elif category == "attribute":
         cells = _free_cells(rng, [], rng.randint(1, 4))
         objects = _objects(rng, cells)
@@ -138,7 +138,7 @@ def make_item(category: str, answer_index: int, rng: random.Random, item_id: str
         if answer in colours:  # give the answer colour to the first object, swapping with its holder
             objects[colours.index(answer)].colour = objects[0].colour
         objects[0].colour = answer
-        fmt["a"] = _name(objects[0])
+        fmt["a"] = objects[0].shape
     else:
         raise ValueError(f"unknown category {category!r}")
     rng.shuffle(objects)  # the named object is not always drawn first

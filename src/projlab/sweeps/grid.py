@@ -52,6 +52,9 @@ class GridSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: list[str] = field(default_factory=list)
     projector_overrides: dict[str, list[str]] = field(default_factory=dict)
+    # data-side controls, label -> overrides (e.g. scrambled: [projector=mlp, data.scramble=true]), run once
+    # per resolution x seed; left out when --projectors picks the projectors
+    controls: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,10 @@ def load_spec(path: str | Path) -> GridSpec:
     if unknown:
         raise UserError(f"sweep spec '{path}': unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
     per_projector = data.get("projector_overrides") or {}
-    if not isinstance(per_projector, dict):
-        raise UserError(f"sweep spec '{path}': projector_overrides must map a projector to a list of overrides")
+    controls = data.get("controls") or {}
+    for key, value in (("projector_overrides", per_projector), ("controls", controls)):
+        if not isinstance(value, dict):
+            raise UserError(f"sweep spec '{path}': {key} must map a name to a list of overrides")
     return GridSpec(
         name=str(data.get("name", "default")),
         projectors=_str_list(data.get("projectors", []), "projectors"),
@@ -107,6 +112,7 @@ def load_spec(path: str | Path) -> GridSpec:
         seeds=_int_list(data.get("seeds", [0]), "seeds"),
         overrides=_str_list(data.get("overrides") or [], "overrides"),
         projector_overrides={str(k): _str_list(v or [], f"projector_overrides.{k}") for k, v in per_projector.items()},
+        controls={str(k): _str_list(v or [], f"controls.{k}") for k, v in controls.items()},
     )
 
 
@@ -142,6 +148,11 @@ def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Plan
             ovr += [f"vision.resolution={res}", f"seed={seed}", *spec.projector_overrides.get(proj, []), *extra]
             ovr.append(f"sweep={spec.name}")
             arms.append(Planned(proj, label, ovr))
+    for control, control_ovr in spec.controls.items():
+        proj = next((o.partition("=")[2] for o in control_ovr if o.startswith("projector=")), "c_abstractor")
+        for res, seed in itertools.product(spec.res, spec.seeds):
+            ovr = [*ARM_DEFAULTS, *spec.overrides, *control_ovr, f"vision.resolution={res}", f"seed={seed}", *extra]
+            arms.append(Planned(proj, f"{control}-r{res}-s{seed}", [*ovr, f"sweep={spec.name}"]))
     return arms
 
 
@@ -333,6 +344,7 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
     spec = load_spec(args.spec)
     if args.projectors is not None:
         spec.projectors = _str_list(args.projectors, "--projectors")
+        spec.controls = {}
     for flag, attr in (("tokens", "tokens"), ("res", "res"), ("seeds", "seeds")):
         if getattr(args, flag) is not None:
             setattr(spec, attr, _int_list(getattr(args, flag), f"--{flag}"))
