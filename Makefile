@@ -6,6 +6,9 @@ RUNS ?= runs
 export RUNS
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
+# OpenMP threads sleep instead of spinning while they wait: a spinning pool beside another busy process
+# made a CPU training step up to 100x slower (make bench measured it)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 PROJECTOR ?=
 TOKENS ?=

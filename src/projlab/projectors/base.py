@@ -111,6 +111,15 @@ class PositionalEmbedding(nn.Module):
         return x + self.weight  # out of place: never modify the caller's features
 
 
+def attention_heads(dim: int, num_heads: int | None, head_dim: int) -> int:
+    """Heads for width `dim`: as configured, or derived so each head keeps the paper's width (`head_dim`),
+    so that a narrow preset does not end up with 4-wide heads."""
+    heads = num_heads or max(1, dim // head_dim)
+    if dim % heads:
+        raise UserError(f"num_heads={heads} does not divide the feature width {dim}; give a divisor of {dim}")
+    return heads
+
+
 def build_mlp(depth: int, in_dim: int, out_dim: int) -> nn.Sequential:
     """Honeybee's readout: Linear(in, out), then (SiLU, Linear(out, out)) x (depth - 1)."""
     layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]

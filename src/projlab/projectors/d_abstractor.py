@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from projlab.projectors.base import PositionalEmbedding, Projector, build_mlp
+from projlab.projectors.base import PositionalEmbedding, Projector, attention_heads, build_mlp
 from projlab.projectors.deformable_attention import MultiScaleDeformableAttention
 from projlab.projectors.registry import register
 
@@ -24,7 +24,8 @@ from projlab.projectors.registry import register
 class DAbstractorConfig:
     num_visual_tokens: int = 144  # M: a perfect square no larger than the grid
     depth: int = 6  # decoder layers
-    num_heads: int = 8
+    num_heads: int | None = None  # None: width // head_dim (8 at the paper's 1024)
+    head_dim: int = 128
     num_points: int = 4  # sampled points per head
     ffn_ratio: float = 1.0  # FFN width relative to the feature width (the reference uses 1x)
     dropout: float = 0.1
@@ -71,9 +72,9 @@ class DAbstractor(Projector):
         centres = (torch.arange(self.side, dtype=torch.float32) + 0.5) / self.side
         ys, xs = torch.meshgrid(centres, centres, indexing="ij")
         self.reference_points = nn.Parameter(torch.stack([xs, ys], -1).reshape(m, 2))  # (x, y), row-major
-        ffn_dim = int(dim * config.ffn_ratio)
+        ffn_dim, heads = int(dim * config.ffn_ratio), attention_heads(dim, config.num_heads, config.head_dim)
         self.layers = nn.ModuleList(
-            DeformableDecoderLayer(dim, config.num_heads, config.num_points, ffn_dim, config.dropout)
+            DeformableDecoderLayer(dim, heads, config.num_points, ffn_dim, config.dropout)
             for _ in range(config.depth)
         )
         self.readout = build_mlp(config.mlp_depth, dim, llm_dim)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
-from projlab.projectors.base import Projector, build_mlp
+from projlab.projectors.base import Projector, attention_heads, build_mlp
 from projlab.projectors.registry import register
 
 
@@ -21,7 +21,8 @@ from projlab.projectors.registry import register
 class QFormerConfig:
     num_visual_tokens: int = 32  # M query tokens (BLIP-2 uses 32)
     depth: int = 6
-    num_heads: int = 16
+    num_heads: int | None = None  # None: width // head_dim (16 at the paper's 1024)
+    head_dim: int = 64
     ffn_ratio: float = 4.0
     cross_attention_frequency: int = 1
     dropout: float = 0.1
@@ -38,7 +39,7 @@ class QFormer(Projector):
         qcfg = Blip2QFormerConfig(
             hidden_size=dim,
             num_hidden_layers=config.depth,
-            num_attention_heads=config.num_heads,
+            num_attention_heads=attention_heads(dim, config.num_heads, config.head_dim),
             intermediate_size=int(dim * config.ffn_ratio),
             cross_attention_frequency=config.cross_attention_frequency,
             encoder_hidden_size=vision_dim,

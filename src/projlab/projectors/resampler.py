@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, build_mlp
+from projlab.projectors.base import Projector, attention_heads, build_mlp
 from projlab.projectors.registry import register
 
 
@@ -20,7 +20,8 @@ from projlab.projectors.registry import register
 class ResamplerConfig:
     num_visual_tokens: int = 64  # M learned queries (the reference's default)
     depth: int = 6
-    num_heads: int = 16
+    num_heads: int | None = None  # None: width // head_dim (16 at the paper's 1024)
+    head_dim: int = 64
     ffn_ratio: float = 4.0  # SwiGLU width relative to the feature width
     attn_dropout: float = 0.1
     mlp_depth: int = 1
@@ -64,8 +65,9 @@ class Resampler(Projector):
         dim = vision_dim
         self.input_proj = nn.Linear(vision_dim, dim)
         self.queries = nn.Parameter(torch.zeros(1, self.num_visual_tokens, dim))
+        heads = attention_heads(dim, config.num_heads, config.head_dim)
         self.layers = nn.ModuleList(
-            ResamplerLayer(dim, config.num_heads, int(dim * config.ffn_ratio), config.attn_dropout)
+            ResamplerLayer(dim, heads, int(dim * config.ffn_ratio), config.attn_dropout)
             for _ in range(config.depth)
         )
         self.readout = build_mlp(config.mlp_depth, dim, llm_dim)

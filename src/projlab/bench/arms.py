@@ -1,0 +1,176 @@
+"""What each projector costs inside a preset: forward+backward of the projector alone, and the full training
+step (projector + LLM trainable, the frozen tower's features given, as the tiny recipe runs with cached
+features); throughput, peak memory, and each arm's time as a ratio to `linear`'s, measured interleaved.
+
+Every arm of a preset shares the preset's tower and LLM modules (built once); each has its own projector,
+optimiser and scheduler, built by `MLLMModule.configure_optimizers` as in a real run.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from projlab.bench.loop import autocast, plain_step, set_train_mode, to_device, trainable
+from projlab.bench.presets import Backbones
+from projlab.bench.counting import forward_flops, peak_memory
+from projlab.bench.timing import Clock, interleaved, ratios, summary
+from projlab.config import load_config, projector_knobs
+from projlab.data.prompt import TextProcessor
+from projlab.data.sources import SpatialSource
+from projlab.models.mllm import MLLM
+from projlab.projectors.accounting import count_parameters, projector_flops
+from projlab.projectors.registry import _REGISTRY
+from projlab.training.datamodule import collate_train_examples
+from projlab.training.module import MLLMModule, StageConfig
+
+PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
+REFERENCE = "linear"
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    projector: str
+    tokens: int | None  # None: the projector keeps every patch (M = N)
+
+    @property
+    def label(self) -> str:
+        return f"{self.projector} M={'N' if self.tokens is None else self.tokens}"
+
+
+def arm_specs(tokens: tuple[int, ...], projectors: tuple[str, ...] = PROJECTORS) -> list[ArmSpec]:
+    """Per-patch projectors once (M = N), the others once per requested M."""
+    specs = []
+    for name in projectors:
+        if _REGISTRY[name][0].token_rule == "all_patches":
+            specs.append(ArmSpec(name, None))
+        else:
+            specs += [ArmSpec(name, m) for m in tokens]
+    return specs
+
+
+@functools.lru_cache(maxsize=None)
+def _composed_knobs(name: str) -> tuple[tuple[str, object], ...]:
+    return tuple(projector_knobs(load_config([f"projector={name}"])).items())
+
+
+def projector_settings(name: str, tokens: int | None) -> dict:
+    """The projector's knobs as a run composes them (experiments/projector/<name>.yaml), with M set."""
+    knobs = dict(_composed_knobs(name))
+    knobs.pop("num_visual_tokens", None)
+    if tokens is not None:
+        knobs["num_visual_tokens"] = tokens
+    return knobs
+
+
+def stage_config(bb: Backbones, batch_size: int) -> StageConfig:
+    stage = OmegaConf.to_container(bb.cfg.stage, resolve=True)
+    return StageConfig(**{**stage, "batch_size": batch_size})
+
+
+def train_items(bb: Backbones, per_category: int) -> SpatialSource:
+    d = bb.cfg.data
+    return SpatialSource("train", per_category, d.seed, bb.vision.resolution)
+
+
+class Arm:
+    """One projector in one preset, ready to time: its MLLM, optimiser, a fixed batch and random features."""
+
+    def __init__(
+        self, bb: Backbones, spec: ArmSpec, batch_size: int, source: SpatialSource, device: torch.device,
+        precision: str,
+    ) -> None:
+        self.spec, self.device, self.precision = spec, device, precision
+        knobs = projector_settings(spec.projector, spec.tokens)
+        self.model = MLLM(bb.vision, bb.llm, spec.projector, knobs, bb.cfg.feature_norm).to(device)
+        self.module = MLLMModule(self.model, stage_config(bb, batch_size), ["bench"])
+        opt = self.module.configure_optimizers()
+        self.optimizer, self.scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+        self.params = trainable(self.module)
+        set_train_mode(self.module)
+        m = self.model.num_visual_tokens
+        processor = TextProcessor(bb.llm.tokenizer, m, bb.llm.image_token_id, bb.cfg.llm.template)
+        items = [source.items[i % len(source.items)] for i in range(batch_size)]
+        batch = collate_train_examples(items, processor)
+        g = torch.Generator().manual_seed(0)
+        n = self.model.projector.num_patches
+        batch["features"] = torch.randn(batch_size, n, bb.vision.hidden_size, generator=g)  # what the cache holds
+        self.batch = to_device(batch, device)
+        self.grad_out = torch.randn(batch_size, m, bb.llm.hidden_size, generator=g).to(device)
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch["input_ids"].shape[0]
+
+    def projector_call(self) -> None:
+        """Forward + backward of the feature norm and projector alone (a fixed random output gradient)."""
+        with autocast(self.device, self.precision):
+            y = self.model.visual_tokens(self.batch["features"])
+        y.backward(self.grad_out.to(y.dtype))
+        self.model.projector.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        plain_step(self.module, self.optimizer, self.scheduler, self.params, self.batch, self.device, self.precision)
+
+    def step_forward_flops(self) -> int:
+        b = self.batch
+        with autocast(self.device, self.precision):
+            return forward_flops(
+                lambda: self.model(b["input_ids"], b["attention_mask"], features=b["features"], labels=b["labels"])
+            )
+
+
+def bench_arms(
+    bb: Backbones, specs: list[ArmSpec], batch_size: int, repeats: int, device: torch.device, precision: str,
+    peak_tflops: float | None, per_category: int = 8,
+) -> list[dict]:
+    """Time every arm of `specs` in preset `bb`; one record per arm."""
+    torch.manual_seed(0)
+    source = train_items(bb, per_category)
+    arms = {s.label: Arm(bb, s, batch_size, source, device, precision) for s in specs}
+    clock = Clock(device)
+    memory: dict[str, dict[str, float]] = {}
+    for label, arm in arms.items():  # warm-up round (untimed), which also measures peak memory
+        with peak_memory(device, arm.model.projector) as proj_mem:
+            arm.projector_call()
+        with peak_memory(device, arm.module, arm.optimizer) as step_mem:
+            arm.step()
+        memory[label] = {"projector": proj_mem["mb"], "step": step_mem["mb"]}
+    proj_times = interleaved({k: a.projector_call for k, a in arms.items()}, repeats, clock)
+    step_times = interleaved({k: a.step for k, a in arms.items()}, repeats, clock)
+    ref = next(label for label, a in arms.items() if a.spec.projector == REFERENCE)
+    proj_ratio, step_ratio = ratios(proj_times, ref), ratios(step_times, ref)
+
+    records = []
+    for label, arm in arms.items():
+        step = summary(step_times[label])
+        m, b = arm.model.num_visual_tokens, arm.batch_size
+        fwd = arm.step_forward_flops()
+        achieved = 3 * fwd / step["median"]
+        records.append({
+            "preset": bb.name,
+            "projector": arm.spec.projector,
+            "label": label,
+            "num_visual_tokens": m,
+            "num_patches": arm.model.projector.num_patches,
+            "batch_size": b,
+            "seq_len": int(arm.batch["input_ids"].shape[1]),
+            "params": {
+                "projector": count_parameters(arm.model.projector),
+                "trainable": count_parameters(arm.module, trainable_only=True),
+                "total": count_parameters(arm.module),
+            },
+            "flops": {"projector_forward_per_sample": projector_flops(arm.model.projector),
+                      "step_forward": fwd},
+            "projector_time_s": summary(proj_times[label]),
+            "step_time_s": step,
+            "samples_per_s": b / step["median"],
+            "visual_tokens_per_s": b * m / step["median"],
+            "peak_memory_mb": memory[label],
+            "ratio_to_linear": {"projector": summary(proj_ratio[label]), "step": summary(step_ratio[label])},
+            "achieved_tflops": achieved / 1e12,
+            "mfu": achieved / (peak_tflops * 1e12) if peak_tflops else None,
+        })
+    return records

@@ -1,0 +1,181 @@
+"""The bench's record of where it ran (machine, versions, date) and its Markdown rendering."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def environment(device: torch.device) -> dict:
+    import lightning
+    import transformers
+
+    env = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+                    if k in os.environ},
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "transformers": transformers.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        env["load_average_at_start"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return env
+
+
+# ---- formatting ---------------------------------------------------------------------------------------
+def _ms(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{1e3 * s['median']:.1f} ({1e3 * s['q1']:.1f}-{1e3 * s['q3']:.1f})"
+
+
+def _x(s: dict) -> str:
+    return f"{s['median']:.2f} ({s['q1']:.2f}-{s['q3']:.2f})"
+
+
+def _n(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _arms(records: list[dict], preset: str, presets_doc: dict) -> list[str]:
+    rs = [r for r in records if r["preset"] == preset]
+    if not rs:
+        return []
+    b = rs[0]["batch_size"]
+    mfu = any(r["mfu"] is not None for r in rs)
+    header = ["arm", "M", "seq", "projector params", "projector fwd+bwd ms", "projector / linear", "step ms",
+              "step / linear", "samples/s", "visual tokens/s", "peak MiB (proj / step)", "step fwd GFLOPs",
+              "achieved GFLOP/s" + (" (MFU)" if mfu else "")]
+    rows = []
+    for r in rs:
+        achieved = _n(1e3 * r["achieved_tflops"]) + (f" ({100 * r['mfu']:.1f}%)" if r["mfu"] is not None else "")
+        rows.append([
+            r["label"], str(r["num_visual_tokens"]), str(r["seq_len"]), f"{r['params']['projector']:,}",
+            _ms(r["projector_time_s"]), _x(r["ratio_to_linear"]["projector"]), _ms(r["step_time_s"]),
+            _x(r["ratio_to_linear"]["step"]), _n(r["samples_per_s"]), _n(r["visual_tokens_per_s"]),
+            f"{r['peak_memory_mb']['projector']:.0f} / {r['peak_memory_mb']['step']:.0f}",
+            f"{r['flops']['step_forward'] / 1e9:.2f}", achieved,
+        ])
+    return [f"### Preset `{preset}`: {presets_doc.get(preset, '')}; batch {b}", ""] + _table(
+        header, rows, ["---"] + ["---:"] * (len(header) - 1)
+    ) + [""]
+
+
+def _overhead(o: dict) -> list[str]:
+    rows = [[name, _ms(o[name]["step"]), _ms(o[name]["iteration"])] for name in ("plain", "lightning")]
+    rows.append(["Lightning / plain (medians)", f"{o['ratio']['step']:.3f}", f"{o['ratio']['iteration']:.3f}"])
+    verdict = "within" if o["within_target"] else "ABOVE"
+    return [
+        f"Preset `{o['preset']}`, arm {o['arm']}, batch {o['batch_size']}: {o['blocks']} blocks per loop, "
+        f"alternating (ABBA), of {o['timed_steps_per_block']} timed steps after {o['warmup_per_block']} warm-up steps. "
+        f"Target: ratio <= {o['target_ratio']:.2f}; measured: {verdict} target.",
+        "",
+    ] + _table(["loop", "step ms", "iteration ms (incl. next batch)"], rows, ["---", "---:", "---:"]) + [""]
+
+
+def _pipeline(ps: list[dict]) -> list[str]:
+    header = ["preset", "batch", "loader samples/s, cached features", "loader samples/s, rendering + preprocessing",
+              "step samples/s (arm)", "ratio cached", "ratio uncached"]
+    rows = []
+    for p in ps:
+        for key in ("reference", "fastest"):
+            a = p[key]
+            rows.append([
+                p["preset"], str(p["batch_size"]), _n(p["cached"]["samples_per_s"]),
+                _n(p["uncached"]["samples_per_s"]), f"{_n(a['step_samples_per_s'])} ({a['arm']}, {key})",
+                f"{a['ratio_cached']:.1f}", f"{a['ratio_uncached']:.1f}",
+            ])
+    return ["Ratio = loader samples/s / step samples/s; above 1: the loader is not the bottleneck "
+            f"(num_workers={ps[0]['num_workers'] if ps else 0}, as the recipe).", ""] + _table(
+        header, rows, ["---"] + ["---:"] * (len(header) - 1)) + [""]
+
+
+def _paper(ps: list[dict]) -> list[str]:
+    b = ps[0]["batch_size"] if ps else 1
+    rows = [[
+        p["projector"], p["grid"], str(p["num_visual_tokens"]), f"{p['params']:,}",
+        f"{p['forward_flops_per_sample'] / 1e9:.2f}", _ms(p["time_s"]) if p["time_s"] else "not timed",
+    ] for p in ps]
+    return ["Vision width 1024 -> LLM width 4096 (ViT-L/14 -> Vicuna-7B). FLOPs: torch's FlopCounterMode "
+            "(matmuls, convolutions, attention; a multiply-add is 2; element-wise work and grid_sample not "
+            "counted).", ""] + _table(
+        ["projector", "grid", "M", "parameters", "forward GFLOPs / sample", f"fwd+bwd ms, batch {b}"], rows,
+        ["---", "---", "---:", "---:", "---:", "---:"]) + [""]
+
+
+def _load_warning(env: dict) -> list[str]:
+    """A busy machine distorts CPU timings (with 2 OpenMP threads on 2 shared cores, by orders of magnitude)."""
+    loads = [env.get("load_average_at_start", [0])[0], env.get("load_average_at_end", [0])[0]]
+    if env["device"].startswith("cuda") or max(loads) < 0.5 * (env["cores"] or 1):
+        return []
+    return [f"- **warning**: the machine was busy (1-min load average {loads[0]:.1f} at start, {loads[1]:.1f} at "
+            f"end, on {env['cores']} cores): other processes distort these timings; compare ratios within "
+            "this run only, and rerun on an idle machine for absolute numbers"]
+
+
+def markdown(results: dict) -> str:
+    env, s = results["environment"], results["settings"]
+    device = env["device"] + (f" ({env['gpu']})" if env.get("gpu") else "")
+    per_preset = ", ".join(f"{p}: batch {s['batch_size'][p]}, {s['repeats'][p]} repeats" for p in s["presets"])
+    lines = [
+        "# projlab bench: what each projector costs, and what the framework costs",
+        "",
+        f"- machine: {env['cpu']}, {env['cores']} cores (torch threads {env['torch_threads']}"
+        + "".join(f", {k}={v}" for k, v in env.get("omp_env", {}).items()) + f"); device {device}",
+        f"- versions: torch {env['torch']}, lightning {env['lightning']}, transformers {env['transformers']}, "
+        f"python {env['python']}",
+        f"- date: {env['date']}; wall time {results['wall_time_s']:.0f} s"
+        + (f"; load average at start {env['load_average_at_start'][0]:.2f}" if "load_average_at_start" in env else ""),
+        f"- settings: {'quick' if s['quick'] else 'full'}; precision {s['precision']}; {per_preset} per arm, "
+        "interleaved round-robin after one warm-up round; times are median (interquartile range) in ms; ratios "
+        "to linear are taken per round, then summarised",
+        "- peak memory: " + ("torch.cuda.max_memory_allocated" if env["device"].startswith("cuda") else
+                             "live tensor storage followed by a dispatch mode (parameters, gradients, optimiser "
+                             "state, activations) on the untimed warm-up step"),
+    ]
+    lines += _load_warning(env)
+    lines += [
+        "",
+        "## 1. Projectors inside the model: projector alone and the full training step",
+        "",
+        "Full step = projector + LLM trainable, frozen tower's features given (as the tiny recipe with its "
+        "feature cache): forward, backward, gradient clipping, AdamW, LR schedule. Achieved FLOP/s = "
+        "3 x forward FLOPs of the step / step time.",
+        "",
+    ]
+    for preset in s["presets"]:
+        lines += _arms(results["arms"], preset, results.get("presets", {}))
+    if results.get("overhead"):
+        lines += ["## 2. Framework overhead: Lightning against a plain PyTorch loop", ""]
+        lines += _overhead(results["overhead"])
+    if results.get("pipeline"):
+        lines += ["## 3. Data pipeline against the training step", ""] + _pipeline(results["pipeline"])
+    if results.get("paper"):
+        lines += ["## 4. The paper configuration's projectors", ""] + _paper(results["paper"])
+    return "\n".join(lines).rstrip() + "\n"
