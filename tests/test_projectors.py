@@ -17,7 +17,7 @@ from projlab.errors import UserError
 from projlab.projectors import available_projectors, build_projector
 from projlab.projectors.accounting import count_parameters, count_positional_parameters, projector_flops
 from projlab.projectors.deformable_attention import MultiScaleDeformableAttention, deformable_sample
-from projlab.projectors.registry import _REGISTRY
+from projlab.projectors.registry import projector_class
 
 # ---------------------------------------------------------------------------------------------------------
 # a. forward / backward at a tiny size
@@ -35,7 +35,7 @@ TINY_KNOBS = {
 
 
 def _token_rule(name: str) -> str:
-    return _REGISTRY[name][0].token_rule
+    return projector_class(name).token_rule
 
 
 def _cases() -> list[tuple[str, int | None]]:

@@ -22,7 +22,7 @@ from projlab.data.prompt import TextProcessor
 from projlab.data.sources import SpatialSource
 from projlab.models.mllm import MLLM
 from projlab.projectors.accounting import count_parameters, projector_flops
-from projlab.projectors.registry import _REGISTRY
+from projlab.projectors.registry import projector_class
 from projlab.training.datamodule import collate_train_examples
 from projlab.training.module import MLLMModule, StageConfig
 
@@ -44,7 +44,7 @@ def arm_specs(tokens: tuple[int, ...], projectors: tuple[str, ...] = PROJECTORS)
     """Per-patch projectors once (M = N), the others once per requested M."""
     specs = []
     for name in projectors:
-        if _REGISTRY[name][0].token_rule == "all_patches":
+        if projector_class(name).token_rule == "all_patches":
             specs.append(ArmSpec(name, None))
         else:
             specs += [ArmSpec(name, m) for m in tokens]

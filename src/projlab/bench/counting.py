@@ -8,25 +8,15 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-
-# The CPU's fused attention kernel has no formula in FlopCounterMode (it would count 0); its FLOPs are SDPA's.
-def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-_EXTRA_FLOP_FORMULAS = {
-    getattr(torch.ops.aten, op): _sdpa_flops
-    for op in ("_scaled_dot_product_flash_attention_for_cpu",)
-    if hasattr(torch.ops.aten, op)
-}
+from projlab.projectors.accounting import EXTRA_FLOP_FORMULAS
 
 
 def forward_flops(forward: Callable[[], object]) -> int:
     """FLOPs of one call of `forward` (matmuls, convolutions, attention; a multiply-add counts 2)."""
-    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS) as counter:
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
         forward()
     return int(counter.get_total_flops())
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from projlab.bench.presets import MID_LLM, MID_VISION, PRESETS
+from projlab.cli import ArgumentParser, positive_int
 from projlab.errors import UserError
 from projlab.models.presets import TINY_LLM, TINY_VISION
 
@@ -60,23 +61,6 @@ PRESET_DOC = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as a one-line UserError instead of usage + exit."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m projlab.bench --help)")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -97,12 +81,12 @@ def _presets(text: str) -> tuple[str, ...]:
 
 def parse(argv: list[str] | None) -> tuple[Settings, str]:
     """Settings and output folder from the command line; a mistake is a UserError (one line, exit 2)."""
-    parser = _Parser(prog="python -m projlab.bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m projlab.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes, under a minute (the smoke test)")
     parser.add_argument("--out", default="bench", help="output folder (default bench/)")
     parser.add_argument("--presets", type=_presets, help="comma-separated: tiny,mid (default both; quick: tiny)")
-    parser.add_argument("--repeats", type=_positive, help="timed rounds per arm (default tiny 7, mid 4; quick: 2)")
-    parser.add_argument("--batch-size", type=_positive, help="one batch size for every preset and section "
+    parser.add_argument("--repeats", type=positive_int, help="timed rounds per arm (default tiny 7, mid 4; quick: 2)")
+    parser.add_argument("--batch-size", type=positive_int, help="one batch size for every preset and section "
                         "(default tiny 8, mid 4, and the recipe's 32 for the overhead; quick: 4, 2, 4)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
@@ -110,7 +94,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, str]:
     parser.add_argument("--peak-tflops", type=_positive_float, help="peak FLOP/s of the device for MFU "
                         f"(default on cuda: {PEAK_TFLOPS_H100_BF16:g}, an H100's dense bf16: give the fp32/TF32 peak "
                         "with --precision 32-true; on cpu: no MFU unless given)")
-    parser.add_argument("--threads", type=_positive, help="torch intra-op threads (default: torch's, as a run)")
+    parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's, as a run)")
     args = parser.parse_args(argv)
     s = Settings(**QUICK, quick=True) if args.quick else Settings()
     if args.presets:

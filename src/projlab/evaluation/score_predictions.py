@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from projlab.cli import ArgumentParser
 from projlab.errors import UserError, exit_on_user_error
 from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, score_benchmark
 from projlab.evaluation.records import one_line
@@ -24,11 +25,6 @@ from projlab.io import write_json
 
 ID_KEYS = ("id", "question_id", "index")
 OPTION_KEYS = ("prediction", "option", "pred", "choice")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, via exit_on_user_error (not argparse's usage dump)
-        raise UserError(one_line(message))
 
 
 def _entry(obj: Any, where: str) -> tuple[str, Any]:
@@ -85,7 +81,7 @@ def read_predictions(path: str | Path) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m projlab.evaluation.score_predictions", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m projlab.evaluation.score_predictions", description=__doc__.split("\n\n")[0])
     p.add_argument("--bench", required=True, help=f"one of {', '.join(BENCHMARKS)}")
     p.add_argument("--data", required=True, help="MMBench .tsv, SEED-Bench .json, or the MME folder")
     p.add_argument("--images", default=None, help="SEED-Bench image folder (default: the JSON's folder)")

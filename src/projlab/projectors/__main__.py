@@ -16,20 +16,14 @@ import sys
 
 import torch
 
+from projlab.cli import ArgumentParser, positive_int
 from projlab.errors import UserError, exit_on_user_error
 from projlab.projectors import available_projectors, build_projector
 from projlab.projectors.accounting import count_parameters, count_positional_parameters, projector_flops
-from projlab.projectors.registry import _REGISTRY
+from projlab.projectors.registry import projector_class
 
 TOKEN_RULES_WITH_REQUEST = ("queries", "square")
 CONTROLS_MODULE = "projlab.projectors.controls"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as a one-line UserError instead of usage + exit."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m projlab.projectors --help)")
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -43,24 +37,14 @@ def _grid(text: str) -> tuple[int, int]:
     return rows, cols
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m projlab.projectors", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m projlab.projectors", description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", action="store_true", help="print the Markdown table of every projector")
-    parser.add_argument("--vision-dim", type=_positive, default=1024, help="vision feature width (default 1024)")
-    parser.add_argument("--llm-dim", type=_positive, default=4096, help="LLM width (default 4096)")
+    parser.add_argument("--vision-dim", type=positive_int, default=1024, help="vision feature width (default 1024)")
+    parser.add_argument("--llm-dim", type=positive_int, default=4096, help="LLM width (default 4096)")
     parser.add_argument("--grid", type=_grid, default=(16, 16), help="patch grid: 16 or 16x16 (default 16)")
     parser.add_argument(
-        "--tokens", type=_positive, default=144, help="M for query and square-pooling projectors (default 144)"
+        "--tokens", type=positive_int, default=144, help="M for query and square-pooling projectors (default 144)"
     )
     args = parser.parse_args(argv)
     if not args.table:
@@ -69,7 +53,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _knobs(name: str, tokens: int) -> dict[str, int]:
-    cls = _REGISTRY[name][0]
+    cls = projector_class(name)
     return {"num_visual_tokens": tokens} if cls.token_rule in TOKEN_RULES_WITH_REQUEST else {}
 
 
@@ -97,8 +81,8 @@ def _row(name: str, args: argparse.Namespace) -> list[str]:
 
 def table(args: argparse.Namespace) -> str:
     names = available_projectors()
-    arms = [n for n in names if _REGISTRY[n][0].__module__ != CONTROLS_MODULE]
-    controls = [n for n in names if _REGISTRY[n][0].__module__ == CONTROLS_MODULE]
+    arms = [n for n in names if projector_class(n).__module__ != CONTROLS_MODULE]
+    controls = [n for n in names if projector_class(n).__module__ == CONTROLS_MODULE]
     rows, cols = args.grid
     header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample"]
     lines = [

@@ -33,7 +33,7 @@ def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kw
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-_EXTRA_FORMULAS = {
+EXTRA_FLOP_FORMULAS = {
     getattr(torch.ops.aten, op): _sdpa_flops
     for op in ("_scaled_dot_product_flash_attention_for_cpu",)
     if hasattr(torch.ops.aten, op)
@@ -59,7 +59,7 @@ def _forward_flops(projector: nn.Module, batch: int, device: torch.device, dtype
         # while the parameters still require grad ("Expected gradient function to be set").
         for p, _ in flags:
             p.requires_grad_(False)
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
             projector(x)
         return int(counter.get_total_flops())
     finally:

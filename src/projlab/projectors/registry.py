@@ -32,6 +32,13 @@ def available_projectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def projector_class(name: str) -> type["Projector"]:
+    """The class registered as `name` (its `token_rule` and `resolve_num_visual_tokens` say what M it makes)."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown projector {name!r}; known: {', '.join(available_projectors())}")
+    return _REGISTRY[name][0]
+
+
 def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
     """The typed config of projector `name`, filled from `knobs`; unknown knobs are a UserError."""
     if name not in _REGISTRY:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from projlab.cli import ArgumentParser
 from projlab.config import load_config, projector_knobs, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import write_json
@@ -120,9 +121,9 @@ def load_spec(path: str | Path) -> GridSpec:
 def _token_rules() -> dict[str, str]:
     """Registry name -> token rule ("queries", "square", "all_patches", "none")."""
     import projlab.projectors  # noqa: F401  (importing the package registers every projector)
-    from projlab.projectors.registry import _REGISTRY
+    from projlab.projectors.registry import available_projectors, projector_class
 
-    return {name: cls.token_rule for name, (cls, _) in _REGISTRY.items()}
+    return {name: projector_class(name).token_rule for name in available_projectors()}
 
 
 class Planned(NamedTuple):
@@ -173,7 +174,7 @@ def patch_size(name_or_path: str) -> int:
 
 def check_arm(overrides: list[str]) -> tuple[Any, int]:
     """Compose one arm and check its token count the way the projector will; UserError if invalid."""
-    from projlab.projectors.registry import _REGISTRY, projector_config
+    from projlab.projectors.registry import projector_class, projector_config
 
     cfg = load_config(overrides)
     name = cfg.projector.name
@@ -181,7 +182,7 @@ def check_arm(overrides: list[str]) -> tuple[Any, int]:
     res, patch = int(cfg.vision.resolution), patch_size(cfg.vision.name_or_path)
     if res % patch:
         raise UserError(f"resolution {res} is not a multiple of the patch size {patch}")
-    m = _REGISTRY[name][0].resolve_num_visual_tokens(cfg.projector.get("num_visual_tokens"), (res // patch,) * 2)
+    m = projector_class(name).resolve_num_visual_tokens(cfg.projector.get("num_visual_tokens"), (res // patch,) * 2)
     return cfg, m
 
 
@@ -313,11 +314,6 @@ def _fmt(value: Any, digits: int) -> str:
 
 
 # ---- command line ------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m projlab.sweeps.grid --help)")
-
-
 def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Parse the flags before `--`; everything after it (and any bare `key=value`) is a Hydra override."""
     argv = list(argv)
@@ -328,7 +324,7 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> ar
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m projlab.sweeps.grid", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m projlab.sweeps.grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--spec", default=str(DEFAULT_SPEC), help="grid spec YAML (default sweeps/default.yaml)")
     p.add_argument("--projectors", help="comma-separated projector names (replaces the spec's list)")
     p.add_argument("--tokens", help="comma-separated token counts M")

@@ -37,6 +37,7 @@ from filelock import FileLock
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config
 from projlab.errors import UserError, exit_on_user_error
 from projlab.sweeps import runner
@@ -324,28 +325,13 @@ def report(study: optuna.Study, spec: SearchSpec) -> tuple[str, int]:
 
 
 # ---- command line -----------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m projlab.sweeps.search --help)")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m projlab.sweeps.search", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m projlab.sweeps.search", description=__doc__.split("\n\n")[0])
     p.add_argument("spec", help="search spec YAML, e.g. sweeps/lr_c_abstractor.yaml")
-    p.add_argument("--workers", type=_positive, default=1, help="worker processes sharing the study (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes sharing the study (default 1)")
     p.add_argument("--storage", help="sqlite:///path.db, another RDB URL, or journal:<path> (default: "
                                      "sqlite:///<runs>/<study>/study.db)")
-    p.add_argument("--n-trials", type=_positive, help="total trials (replaces the spec's n_trials)")
+    p.add_argument("--n-trials", type=positive_int, help="total trials (replaces the spec's n_trials)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the search for its workers
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every trial (after --)")
     return parse_with_overrides(p, argv)

@@ -1,0 +1,25 @@
+"""What every command line shares: argparse mistakes as one-line errors, and typed flag values."""
+from __future__ import annotations
+
+import argparse
+
+from projlab.errors import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a one-line UserError (exit 2 through
+    `exit_on_user_error`) instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{' '.join(message.split())} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type` for counts: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
