@@ -145,3 +145,16 @@ def test_bad_model_config_is_one_line_errors(runs_dir):
     assert "100" in msg and "7" in msg
     msg = _bad("vision=clip_l14")
     assert "openai/clip-vit-large-patch14" in msg and "offline" in msg
+
+
+def test_stage_two_starts_from_stage_one(runs_dir):
+    train("projector=c_abstractor", "projector.num_visual_tokens=16", "stage=stage1", "sweep=two")
+    first = runs_dir / "two" / "c_abstractor-m16-r112-s0-stage1"
+    s1 = json.loads((first / "results.json").read_text())
+    assert s1["efficiency"]["params_trainable"] == s1["efficiency"]["projector_params"]  # LLM and tower frozen
+    proc = train("projector=c_abstractor", "projector.num_visual_tokens=16", "stage=stage2", f"init_from={first}",
+                 "sweep=two")
+    assert f"init_from {first / 'checkpoints' / 'last.ckpt'}: loaded" in proc.stdout
+    s2 = json.loads((runs_dir / "two" / "c_abstractor-m16-r112-s0-stage2" / "results.json").read_text())
+    assert s2["status"] == "completed" and s2["config"]["stage"] == "stage2"
+    assert s2["efficiency"]["params_trainable"] > s2["efficiency"]["projector_params"]  # the LLM trains too

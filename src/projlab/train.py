@@ -148,8 +148,10 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     model = build_model(cfg)
     strategy, world_size = build_strategy(cfg.trainer, model)
     module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
-    if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=False)["state_dict"]
+    if init is not None:  # stage 1's trainable weights; what stage 1 froze comes from the backbones
+        from projlab.evaluation.checkpoint_eval import load_state_dict
+
+        state = load_state_dict(init)
         missing = module.load_state_dict(state, strict=False)
         print(f"init_from {init}: loaded {len(state)} tensors ({len(missing.unexpected_keys)} unexpected)")
 
