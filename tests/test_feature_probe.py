@@ -11,6 +11,6 @@ def test_probe_reads_a_label_the_features_carry_and_not_one_they_do_not():
     labels = torch.randint(0, 16, (2000,), generator=g)
     noise = torch.randn(2000, 32, generator=g)
     carried = noise.clone()
-    carried[:, :16] += 4 * torch.nn.functional.one_hot(labels, 16)
+    carried[:, :16] += 6 * torch.nn.functional.one_hot(labels, 16)
     assert probe(carried, labels, 16) > 0.95
     assert probe(noise, labels, 16) < 0.15  # chance is 1/16
