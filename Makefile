@@ -66,9 +66,10 @@ figures: install
 	$(PY) -m projlab.analysis.report $(call opt,--sweep,$(NAME)) $(ARGS)
 
 # The main job on the embedded default: the default sweep, then every table and figure.
+# A failed arm does not stop the report (it shows as failed in the tables); the exit code still says so.
 reproduce: install
-	$(PY) -m projlab.sweeps.grid --name default $(ARGS)
-	$(PY) -m projlab.analysis.report --sweep default
+	@$(PY) -m projlab.sweeps.grid --name default $(ARGS); status=$$?; \
+		$(PY) -m projlab.analysis.report --sweep default && exit $$status
 
 bench: install
 	$(PY) -m projlab.bench $(ARGS)
