@@ -7,6 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
+from projlab.errors import UserError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)`, then rename the temporary file over `path`."""
@@ -37,3 +41,18 @@ def write_json(path: str | Path, data: Any) -> Path:
 def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping (a sweep, search or calibration spec); a missing file, bad YAML or
+    anything but a mapping is a one-line UserError naming `what` and the path."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"{what} '{path}' does not exist") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{what} '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} '{path}' must be a mapping of keys to values")
+    return data

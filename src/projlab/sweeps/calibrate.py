@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
 from projlab.analysis.stats import compare_arms
 from projlab.config import load_config, run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
-from projlab.io import write_json
+from projlab.io import read_yaml_mapping, write_json
 from projlab.sweeps import runner
 from projlab.sweeps.grid import Arm, run_grid
 
@@ -32,9 +31,7 @@ PLATEAU_TOLERANCE = 0.02  # a final train loss within 2% of blind's (same seed) 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"calibration spec '{path}' does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_yaml_mapping(path, "calibration spec")
     for key in ("name", "seeds", "arms"):
         if key not in spec:
             raise UserError(f"calibration spec '{path}' has no '{key}'")

@@ -26,12 +26,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
 
 from projlab.cli import ArgumentParser
 from projlab.config import load_config, projector_knobs, run_name
 from projlab.errors import UserError, exit_on_user_error
-from projlab.io import write_json
+from projlab.io import read_yaml_mapping, write_json
 from projlab.results import read_results
 from projlab.sweeps import runner
 
@@ -88,14 +87,7 @@ def _str_list(value: Any, what: str) -> list[str]:
 def load_spec(path: str | Path) -> GridSpec:
     """Read a grid spec YAML; a missing file, bad YAML or unknown key is a one-line UserError."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise UserError(f"sweep spec '{path}' does not exist") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"sweep spec '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"sweep spec '{path}' must be a mapping of keys to values")
+    data = read_yaml_mapping(path, "sweep spec")
     known = {f.name for f in dataclasses.fields(GridSpec)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from filelock import FileLock
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -40,6 +39,7 @@ from optuna.trial import TrialState
 from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config
 from projlab.errors import UserError, exit_on_user_error
+from projlab.io import read_yaml_mapping
 from projlab.sweeps import runner
 from projlab.sweeps.grid import ARM_DEFAULTS, check_arm, parse_with_overrides
 from projlab.sweeps.pruning import DEFAULT_MONITOR, build_pruner
@@ -105,14 +105,7 @@ def distribution(key: str, spec: Any) -> BaseDistribution:
 def load_search_spec(path: str | Path) -> SearchSpec:
     """Read and check a search YAML; every mistake is a one-line UserError."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise UserError(f"search spec '{path}' does not exist") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"search spec '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"search spec '{path}' must be a mapping")
+    data = read_yaml_mapping(path, "search spec")
     known = set(SearchSpec.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown:
