@@ -27,15 +27,13 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from projlab.analysis.collect import collect_runs
+from projlab.analysis.collect import collect_sweep
 from projlab.analysis.paper import load_paper_numbers, paper_comparison
 from projlab.analysis.render import to_markdown, write_table
 from projlab.analysis.tables import efficiency_table
 
 tables_dir = Path(out_dir) / "tables"
-runs = collect_runs(runs_root, sweep)
-if runs.empty:
-    raise RuntimeError(f"no results under {Path(runs_root) / sweep}; run make sweep first")
+runs = collect_sweep(runs_root, sweep)
 print(f"{len(runs)} run(s) under {Path(runs_root) / sweep}:", runs["status"].value_counts().to_dict())
 
 # %%

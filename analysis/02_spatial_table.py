@@ -27,15 +27,13 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from projlab.analysis.collect import collect_predictions, collect_runs
+from projlab.analysis.collect import collect_predictions, collect_sweep
 from projlab.analysis.render import to_markdown, write_table
 from projlab.analysis.stats import significance
 from projlab.analysis.tables import significance_table, spatial_table
 
 tables_dir = Path(out_dir) / "tables"
-runs = collect_runs(runs_root, sweep)
-if runs.empty:
-    raise RuntimeError(f"no results under {Path(runs_root) / sweep}; run make sweep first")
+runs = collect_sweep(runs_root, sweep)
 
 # %%
 table = spatial_table(runs, name="spatial")

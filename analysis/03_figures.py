@@ -27,12 +27,10 @@ from pathlib import Path
 from IPython.display import Image, display
 
 from projlab.analysis import figures
-from projlab.analysis.collect import collect_curves, collect_runs
+from projlab.analysis.collect import collect_curves, collect_sweep
 
 figures_dir = Path(out_dir) / "figures"
-runs = collect_runs(runs_root, sweep)
-if runs.empty:
-    raise RuntimeError(f"no results under {Path(runs_root) / sweep}; run make sweep first")
+runs = collect_sweep(runs_root, sweep)
 curves = collect_curves(runs_root, sweep)
 print(f"{len(runs)} run(s), {len(curves)} logged validation points")
 

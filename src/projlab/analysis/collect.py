@@ -112,6 +112,15 @@ def collect_runs(runs_root: str | Path, sweep: str | None = None) -> pd.DataFram
                           na_position="last").reset_index(drop=True)
 
 
+
+def collect_sweep(runs_root: str | Path, sweep: str) -> pd.DataFrame:
+    """`collect_runs` for one sweep, failing with a clear message where it has no results (the notebooks'
+    first step)."""
+    runs = collect_runs(runs_root, sweep)
+    if runs.empty:
+        raise RuntimeError(f"no results under {Path(runs_root) / sweep}; run make sweep first")
+    return runs
+
 def collect_curves(
     runs_root: str | Path, sweep: str, tags: Iterable[str] | None = DEFAULT_TAGS
 ) -> pd.DataFrame:
