@@ -33,6 +33,26 @@ def test_generation_is_deterministic_and_split_dependent():
     assert [x.objects for x in a] != [x.objects for x in c]
 
 
+@pytest.mark.parametrize("max_objects", [2, 4])
+def test_max_objects_bounds_every_scene_but_counting(max_objects):
+    sizes = Counter()
+    for it in spatial.generate("train", 80, seed=3, max_objects=max_objects):
+        sizes[it.category, len(it.objects)] += 1
+    for cat in spatial.CATEGORIES:
+        seen = {n for (c, n) in sizes if c == cat}
+        low = 2 if cat == "spatial_relation" else 1
+        high = 4 if cat == "counting" else max_objects
+        assert seen == set(range(low, high + 1)), (cat, seen)  # every allowed size occurs, no other
+
+
+def test_max_objects_out_of_range_is_a_user_error():
+    from projlab.data.sources import SpatialSource
+    from projlab.errors import UserError
+
+    with pytest.raises(UserError, match=r"data.max_objects=1 is not allowed; use 2..4"):
+        SpatialSource("train", 4, 0, 112, max_objects=1)
+
+
 def _named(item, word):
     return next(o for o in item.objects if word in (o.shape, o.colour))
 

@@ -28,7 +28,7 @@ from projlab.data.spatial import CATEGORIES  # noqa: E402
 from projlab.errors import UserError, exit_on_user_error  # noqa: E402
 from projlab.models.language import LanguageModel  # noqa: E402
 from projlab.models.mllm import MLLM  # noqa: E402
-from projlab.models.presets import ensure_tiny_preset  # noqa: E402
+from projlab.models.presets import ensure_tiny_llm, ensure_tiny_tower  # noqa: E402
 from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
 from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb  # noqa: E402
@@ -44,11 +44,12 @@ def is_rank_zero() -> bool:
 
 
 def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
-    paths = {}
-    if "tiny" in (cfg.vision.name_or_path, cfg.llm.name_or_path):
-        paths = ensure_tiny_preset(cfg.paths.cache_dir, int(cfg.vision.get("pretrain_steps") or 0))
-    vision = paths["vision"] if cfg.vision.name_or_path == "tiny" else cfg.vision.name_or_path
-    llm = paths["llm"] if cfg.llm.name_or_path == "tiny" else cfg.llm.name_or_path
+    vision, llm = cfg.vision.name_or_path, cfg.llm.name_or_path
+    if vision == "tiny":
+        vision = ensure_tiny_tower(cfg.paths.cache_dir, int(cfg.vision.get("pretrain_steps") or 0))
+    if llm == "tiny":
+        overrides = cfg.llm.get("tiny_config")
+        llm = ensure_tiny_llm(cfg.paths.cache_dir, OmegaConf.to_container(overrides) if overrides else None)
     return vision, llm
 
 
@@ -68,7 +69,10 @@ def build_sources(cfg: DictConfig) -> dict:
     d = cfg.data
     if d.name == "spatial":
         splits = ("train", "val", "test")
-        return {s: SpatialSource(s, d[s], d.seed, cfg.vision.resolution, d.get("scramble", False)) for s in splits}
+        return {
+            s: SpatialSource(s, d[s], d.seed, cfg.vision.resolution, d.get("scramble", False), d.max_objects)
+            for s in splits
+        }
     if d.name == "llava":
         train = LlavaSource(d.train_json, d.image_root)
         val = train if d.val_json == d.train_json else LlavaSource(d.val_json, d.image_root)

@@ -38,12 +38,15 @@ class SpatialSource:
     seed: int
     resolution: int
     scramble: bool = False
+    max_objects: int = spatial.MAX_OBJECTS
     items: list[Item] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.size_per_category < 1:
             raise UserError(f"split {self.split!r} is empty: size_per_category={self.size_per_category}; give >= 1")
-        self.items = spatial.generate(self.split, self.size_per_category, self.seed)
+        if not 2 <= self.max_objects <= len(spatial.SHAPES):
+            raise UserError(f"data.max_objects={self.max_objects} is not allowed; use 2..{len(spatial.SHAPES)}")
+        self.items = spatial.generate(self.split, self.size_per_category, self.seed, self.max_objects)
 
     def image(self, i: int) -> Image.Image:
         item = self.items[i]
@@ -56,7 +59,8 @@ class SpatialSource:
 
     def signature(self) -> str:
         scrambled = "/scrambled" if self.scramble else ""
-        return f"spatial-v1/{self.split}/{self.size_per_category}/{self.seed}/{self.resolution}{scrambled}"
+        return (f"spatial-v2/{self.split}/{self.size_per_category}/{self.seed}/{self.max_objects}/"
+                f"{self.resolution}{scrambled}")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The built-in spatial benchmark: rendered scenes and MMBench-style multiple-choice questions.
 
-Each scene has 1-4 objects, each of a distinct shape and a distinct colour, placed in the cells of a 4x4
-layout. Questions come in four categories; the answer is drawn first, exactly balanced over the options
+Each scene has objects of distinct shapes and distinct colours, placed in the cells of a 4x4 layout: 1-4
+for counting, at most `max_objects` (default 2) for the other questions. Questions come in four categories; the answer is drawn first, exactly balanced over the options
 of each category, and the scene is then built to satisfy it, so a model that ignores the image sits at
 chance (25%):
 
@@ -107,8 +107,16 @@ def _free_cells(rng: random.Random, taken: list[tuple[int, int]], k: int) -> lis
 
 
 
-def make_item(category: str, answer_index: int, rng: random.Random, item_id: str) -> Item:
-    """A question of `category` whose correct option is OPTIONS[category][answer_index]."""
+MAX_OBJECTS = 2  # objects per scene outside counting: the named one(s) and at most one distractor
+
+
+def make_item(
+    category: str, answer_index: int, rng: random.Random, item_id: str, max_objects: int = MAX_OBJECTS
+) -> Item:
+    """A question of `category` whose correct option is OPTIONS[category][answer_index].
+
+    `max_objects` bounds the scene for every category but counting (whose answer needs 1-4 objects); each
+    distractor beyond the named objects makes the question a harder lookup."""
     answer = OPTIONS[category][answer_index]
     fmt: dict[str, str] = {}
     if category == "counting":
@@ -117,7 +125,7 @@ def make_item(category: str, answer_index: int, rng: random.Random, item_id: str
         half = CELLS // 2
         qr, qc = divmod(answer_index, 2)  # top-left, top-right, bottom-left, bottom-right
         target = (qr * half + rng.randrange(half), qc * half + rng.randrange(half))
-        cells = [target] + _free_cells(rng, [target], rng.randint(0, 3))
+        cells = [target] + _free_cells(rng, [target], rng.randint(0, max_objects - 1))
         objects = _objects(rng, cells)
         fmt["a"] = objects[0].colour
     elif category == "spatial_relation":
@@ -128,11 +136,11 @@ def make_item(category: str, answer_index: int, rng: random.Random, item_id: str
             cells = [(line, first), (line, second)]
         else:
             cells = [(first, line), (second, line)]
-        cells += _free_cells(rng, cells, rng.randint(0, 2))
+        cells += _free_cells(rng, cells, rng.randint(0, max_objects - 2))
         objects = _objects(rng, cells)
         fmt["a"], fmt["b"] = objects[0].colour, objects[1].colour
     elif category == "attribute":
-        cells = _free_cells(rng, [], rng.randint(1, 4))
+        cells = _free_cells(rng, [], rng.randint(1, max_objects))
         objects = _objects(rng, cells)
         colours = [o.colour for o in objects]
         if answer in colours:  # give the answer colour to the first object, swapping with its holder
@@ -146,7 +154,7 @@ def make_item(category: str, answer_index: int, rng: random.Random, item_id: str
     return Item(item_id, QUESTION[category].format(**fmt), options, LETTERS[answer_index], category, objects)
 
 
-def generate(split: str, size_per_category: int, seed: int) -> list[Item]:
+def generate(split: str, size_per_category: int, seed: int, max_objects: int = MAX_OBJECTS) -> list[Item]:
     """`size_per_category` questions per category, answers exactly balanced (size must be a multiple of 4
     for exact balance; otherwise the first options get one more), deterministic in (split, seed)."""
     rng = random.Random(f"{seed}/{split}")
@@ -154,7 +162,7 @@ def generate(split: str, size_per_category: int, seed: int) -> list[Item]:
     for category in CATEGORIES:
         n_opt = len(OPTIONS[category])
         for i in range(size_per_category):
-            items.append(make_item(category, i % n_opt, rng, f"{split}-{category}-{i}"))
+            items.append(make_item(category, i % n_opt, rng, f"{split}-{category}-{i}", max_objects))
     rng.shuffle(items)
     return items
 

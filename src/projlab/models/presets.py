@@ -28,6 +28,9 @@ TINY_TEXT: dict[str, Any] = dict(
 TINY_LLM: dict[str, Any] = dict(
     hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=4, max_position_embeddings=1024, tie_word_embeddings=True,
+    # word embeddings of norm ~1 (std 1/sqrt(128)), as a trained LLM's: at the usual 0.02 they are 15x
+    # smaller than the visual tokens, and the question's words barely move the visual tokens' residual stream
+    initializer_range=0.09,
 )
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
 PRESET_VERSION = 3
@@ -60,52 +63,71 @@ def build_tokenizer(words: list[str]):
     )
 
 
-def _write_tiny(dest: Path, seed: int, pretrain_steps: int) -> None:
-    from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
-
-    from projlab.models.tower_pretraining import pretrain_clip
-    from projlab.models.vision import VisionTower
-
-    tokenizer = build_tokenizer(tiny_words())
-    ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-               eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(seed)
-    clip = CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), **TINY_TEXT, **ids), vision_config=TINY_VISION,
-        projection_dim=TINY_VISION["hidden_size"],
-    ))
-    if pretrain_steps:
-        side = TINY_VISION["image_size"]
-
-        def preprocess(images):
-            return VisionTower.normalise_pixels(images, side)
-
-        pretrain_clip(clip, tokenizer, preprocess, pretrain_steps, seed=seed, resolution=side)
-    clip.save_pretrained(dest / "vision")
-    tokenizer.save_pretrained(dest / "vision")
-    llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **ids, **TINY_LLM))
-    llm.save_pretrained(dest / "llm")
-    tokenizer.save_pretrained(dest / "llm")
-
-
-def ensure_tiny_preset(cache_dir: str | Path, pretrain_steps: int = 0, seed: int = 0) -> dict[str, str]:
-    """Write the tiny backbones under `cache_dir` once (safe under concurrent callers); return their paths."""
-    spec = {
-        "vision": TINY_VISION, "text": TINY_TEXT, "llm": TINY_LLM, "vocab": tiny_words(), "seed": seed,
-        "pretrain_steps": pretrain_steps, "version": PRESET_VERSION,
-    }
-    root = Path(cache_dir) / "presets"
-    dest = root / f"tiny-{_fingerprint(spec)}"
+def _build_once(dest: Path, spec: dict[str, Any], write, message: str | None = None) -> Path:
+    """Write `dest` with `write(tmp)` once (atomic rename; safe under concurrent callers)."""
+    root = dest.parent
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
-        if not (dest / "llm" / "config.json").exists():
-            if pretrain_steps:
-                print(f"building the tiny preset in {dest}: {pretrain_steps} steps of tower pre-training (once)")
+        if not (dest / "spec.json").exists():
+            if message:
+                print(message)
             tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=root))
             try:
-                _write_tiny(tmp, seed, pretrain_steps)
+                write(tmp)
                 (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
                 tmp.rename(dest)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    return {"vision": str(dest / "vision"), "llm": str(dest / "llm")}
+    return dest
+
+
+def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int = 0) -> str:
+    """The tiny CLIP model (pre-trained `pretrain_steps` on the rendered world), written once; its path."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from projlab.models.tower_pretraining import pretrain_clip
+    from projlab.models.vision import VisionTower
+
+    spec = {"vision": TINY_VISION, "text": TINY_TEXT, "vocab": tiny_words(), "seed": seed,
+            "pretrain_steps": pretrain_steps, "version": PRESET_VERSION}
+
+    def write(tmp: Path) -> None:
+        tokenizer = build_tokenizer(tiny_words())
+        torch.manual_seed(seed)
+        clip = CLIPModel(CLIPConfig(
+            text_config=dict(vocab_size=len(tokenizer), **TINY_TEXT, **_special_ids(tokenizer)),
+            vision_config=TINY_VISION, projection_dim=TINY_VISION["hidden_size"],
+        ))
+        if pretrain_steps:
+            side = TINY_VISION["image_size"]
+            pretrain_clip(clip, tokenizer, lambda ims: VisionTower.normalise_pixels(ims, side), pretrain_steps,
+                          seed=seed, resolution=side)
+        clip.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    dest = Path(cache_dir) / "presets" / f"tiny-tower-{_fingerprint(spec)}"
+    note = f"building the tiny tower in {dest}: {pretrain_steps} steps of pre-training (once)" if pretrain_steps else None
+    return str(_build_once(dest, spec, write, note))
+
+
+def ensure_tiny_llm(cache_dir: str | Path, config: dict[str, Any] | None = None, seed: int = 0) -> str:
+    """A random Llama of `config` (default TINY_LLM) over the tiny vocabulary, written once; its path."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llm_config = {**TINY_LLM, **(config or {})}
+    spec = {"llm": llm_config, "vocab": tiny_words(), "seed": seed, "version": PRESET_VERSION}
+
+    def write(tmp: Path) -> None:
+        tokenizer = build_tokenizer(tiny_words())
+        torch.manual_seed(seed)
+        llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **_special_ids(tokenizer), **llm_config))
+        llm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    dest = Path(cache_dir) / "presets" / f"tiny-llm-{_fingerprint(spec)}"
+    return str(_build_once(dest, spec, write))
+
+
+def _special_ids(tokenizer) -> dict[str, int]:
+    return dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id)
