@@ -65,11 +65,14 @@ calibrate: install
 figures: install
 	$(PY) -m projlab.analysis.report $(call opt,--sweep,$(NAME)) $(ARGS)
 
-# The main job on the embedded default: the default sweep, then every table and figure.
+# The main job on the embedded default: a sweep of sweeps/$(PROFILE).yaml, then every table and figure.
+# PROFILE=default (~30 min on 2 cores) | quick (~10 min) | full (the paper's grid: hours).
 # A failed arm does not stop the report (it shows as failed in the tables); the exit code still says so.
+PROFILE ?= default
 reproduce: install
-	@$(PY) -m projlab.sweeps.grid --name default $(ARGS); status=$$?; \
-		$(PY) -m projlab.analysis.report --sweep default && exit $$status
+	@case "$(PROFILE)" in default|quick|full) ;; *) echo "error: PROFILE=$(PROFILE) is unknown; use default, quick or full"; exit 2;; esac
+	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) $(ARGS); status=$$?; \
+		$(PY) -m projlab.analysis.report --sweep $(PROFILE) && exit $$status
 
 bench: install
 	$(PY) -m projlab.bench $(ARGS)

@@ -72,8 +72,18 @@ def test_fixed_token_projectors_appear_once_per_resolution_and_seed():
     assert all(a.overrides[-1] == "sweep=x" for a in arms)
 
 
-def test_the_default_spec_is_the_paper_projectors_and_controls(runs_dir):
+def test_the_default_spec_is_the_compressing_projectors_at_matched_tokens(runs_dir):
     spec = load_spec(DEFAULT_SPEC)
+    arms = plan(spec)
+    ms = {a.name: a.num_visual_tokens for a in arms}
+    for proj in ("c_abstractor", "d_abstractor", "resampler", "qformer"):
+        assert ms[f"{proj}-m16-r112-s0-joint"] == 16 and ms[f"{proj}-m64-r112-s0-joint"] == 64
+    assert ms["blind-mall-r112-s0-joint"] == 0 and len(arms) == 4 * 2 + 1
+    assert all(a.run_dir == runs_dir / "default" / a.name for a in arms)
+
+
+def test_the_full_spec_is_the_paper_projectors_and_controls(runs_dir):
+    spec = load_spec(DEFAULT_SPEC.with_name("full.yaml"))
     assert set(spec.projectors) == {"linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor",
                                     "blind", "shuffle"}
     arms = plan(spec)
@@ -82,7 +92,7 @@ def test_the_default_spec_is_the_paper_projectors_and_controls(runs_dir):
     assert ms["mlp-mall-r112-s0-joint-scrambled"] == 256  # the scrambled-layout control, its own folder
     assert ms["linear-mall-r112-s0-joint"] == 256 and ms["blind-mall-r112-s0-joint"] == 0
     assert ms["c_abstractor-m144-r112-s0-joint"] == 144
-    assert all(a.run_dir == runs_dir / "default" / a.name for a in arms)
+    assert all(a.run_dir == runs_dir / "full" / a.name for a in arms)
 
 
 def test_every_invalid_arm_is_reported_at_once():
