@@ -10,7 +10,7 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
       "config": {
         "projector": "c_abstractor", "num_visual_tokens": 144,   # M as built (derived by the projector)
         "resolution": 112, "grid": [16, 16], "seed": 0, "preset": "tiny", "stage": "joint",
-        "feature_layer": -1, "feature_norm": "standardize", "max_steps": 700, "batch_size": 32,
+        "feature_layer": -1, "feature_norm": "standardize", "max_steps": 2100, "batch_size": 32,
         "world_size": 1, "eval_batch_size": 64, "full": {...resolved Hydra config...}
       },
       "efficiency": {

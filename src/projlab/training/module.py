@@ -22,10 +22,10 @@ class StageConfig:
     name: str = "joint"
     trainable: list[str] = field(default_factory=lambda: ["projector", "llm"])
     requires_init: bool = False
-    lr: float = 3e-3
-    min_lr: float = 3e-4
+    lr: float = 5e-4
+    min_lr: float = 5e-5
     warmup_steps: int = 50
-    max_steps: int = 700
+    max_steps: int = 2100
     batch_size: int = 32
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
