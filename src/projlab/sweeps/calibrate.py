@@ -66,7 +66,8 @@ def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[
     for label, group in runs.groupby("label", sort=False):
         done = group[group.status == "completed"]
         entry: dict[str, Any] = {
-            "seeds": sorted(int(s) for s in done.seed), "failed": int((group.status != "completed").sum()),
+            "seeds": sorted(int(s) for s in done.seed), "failed": int((group.status == "failed").sum()),
+            "running": int((group.status == "running").sum()),
             "steps": int(done.steps.max()) if len(done) else None,
             "wall_time_s": float(done.wall_time_s.mean()) if len(done) else None,
             "step_time_s": float(done.step_time_s.mean()) if len(done) else None,
@@ -85,7 +86,10 @@ def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[
                     "n": int(done[f"n_{cat}"].max()), "values": [float(v) for v in vals],
                 }
         rows[label] = entry
-    return rows
+    for label, _ in arms:  # planned but never run (e.g. `--report` before the sweep ends): listed, not hidden
+        rows.setdefault(label, {"seeds": [], "failed": 0, "running": 0, "steps": None, "wall_time_s": None,
+                                "step_time_s": None, "plateau_seeds": [], "categories": {}, "not_run": True})
+    return {label: rows[label] for label in dict.fromkeys(label for label, _ in arms)}  # the spec's order
 
 
 def matched_tests(spec: dict[str, Any], runs_root: Path) -> list[dict[str, Any]]:
@@ -126,7 +130,8 @@ def markdown(rows: dict[str, Any], tests: list[dict[str, Any]]) -> str:
     for label, r in rows.items():
         wall = f"{r['wall_time_s']:.0f}" if r["wall_time_s"] is not None else "-"
         flag = ", ".join(f"seed {s}" for s in r["plateau_seeds"]) or "-"
-        fails = f" ({r['failed']} failed)" if r["failed"] else ""
+        fails = "".join(f" ({r[k]} {k})" for k in ("failed", "running") if r.get(k)) or (
+            " (not run)" if r.get("not_run") else "")
         lines.append(
             f"| {label} | " + " | ".join(_cell(r["categories"].get(c)) for c in cats)
             + f" | {len(r['seeds'])}{fails} | {r['steps'] or '-'} | {wall} | {flag} |"
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", default="sweeps/calibration.yaml")
     parser.add_argument("--seeds", help="comma list replacing the spec's seeds")
     parser.add_argument("--no-matched", action="store_true", help="only the control and reference arms")
+    parser.add_argument("--report", action="store_true", help="tabulate the arms already run; run nothing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (e.g. stage.max_steps=300)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     spec = load_spec(args.spec)
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     arms = plan(spec, args.overrides)
     runs_root = arms[0][1].run_dir.parent.parent
     sweep_dir = runs_root / spec["name"]
-    outcomes = run_grid([a for _, a in arms], sweep_dir, spec["name"])
+    outcomes = [] if args.report else run_grid([a for _, a in arms], sweep_dir, spec["name"])
     rows = summarise(arms, runs_root, spec["name"])
     tests = matched_tests(spec, runs_root)
     write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})
