@@ -106,8 +106,8 @@ def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int 
         tokenizer.save_pretrained(tmp)
 
     dest = Path(cache_dir) / "presets" / f"tiny-tower-{_fingerprint(spec)}"
-    note = f"building the tiny tower in {dest}: {pretrain_steps} steps of pre-training (once)" if pretrain_steps else None
-    return str(_build_once(dest, spec, write, note))
+    note = f"building the tiny tower in {dest}: {pretrain_steps} steps of pre-training (once)"
+    return str(_build_once(dest, spec, write, note if pretrain_steps else None))
 
 
 def ensure_tiny_llm(cache_dir: str | Path, config: dict[str, Any] | None = None, seed: int = 0) -> str:
