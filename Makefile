@@ -41,7 +41,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# One arm: make train PROJECTOR=c_abstractor TOKENS=144 RES=112 SEED=0 ARGS="stage.max_steps=300"
+# One arm: make train PROJECTOR=c_abstractor TOKENS=144 RES=112 SEED=0 ARGS="stage.lr=1e-3"
 train: install
 	$(PY) -m projlab.train $(call opt,projector,$(PROJECTOR)) $(call opt,projector.num_visual_tokens,$(TOKENS)) \
 		$(call opt,vision.resolution,$(RES)) $(call opt,seed,$(SEED)) $(ARGS)
