@@ -1,9 +1,9 @@
 """The built-in spatial benchmark: rendered scenes and MMBench-style multiple-choice questions.
 
 Each scene has objects of distinct shapes and distinct colours, placed in the cells of a 4x4 layout: 1-4
-for counting, at most `max_objects` (default 2) for the other questions. Questions come in four categories; the answer is drawn first, exactly balanced over the options
-of each category, and the scene is then built to satisfy it, so a model that ignores the image sits at
-chance (25%):
+for counting, at most `max_objects` (default 2) for the other questions. Questions come in four
+categories; the answer is drawn first, exactly balanced over the options of each category, and the scene
+is then built to satisfy it, so a model that ignores the image sits at chance (25%):
 
 - `object_localization` (spatial): which quadrant holds the named object;
 - `spatial_relation` (spatial): where one named object is relative to another (left/right/above/below);
@@ -21,6 +21,7 @@ SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (60, 100, 240), "yellow": (235, 210, 40)}
 BACKGROUND = (24, 24, 24)
 CELLS = 4  # the layout is CELLS x CELLS; a quadrant is (CELLS/2)^2 cells
+MAX_OBJECTS = 2  # objects per scene outside counting: the named one(s) and at most one distractor
 
 OPTIONS: dict[str, tuple[str, ...]] = {
     "object_localization": ("top-left", "top-right", "bottom-left", "bottom-right"),
@@ -104,10 +105,6 @@ def _free_cells(rng: random.Random, taken: list[tuple[int, int]], k: int) -> lis
     free = [(r, c) for r in range(CELLS) for c in range(CELLS) if (r, c) not in taken]
     return rng.sample(free, k)
 
-
-
-
-MAX_OBJECTS = 2  # objects per scene outside counting: the named one(s) and at most one distractor
 
 
 def make_item(
