@@ -106,7 +106,6 @@ def _free_cells(rng: random.Random, taken: list[tuple[int, int]], k: int) -> lis
     return rng.sample(free, k)
 
 
-
 def make_item(
     category: str, answer_index: int, rng: random.Random, item_id: str, max_objects: int = MAX_OBJECTS
 ) -> Item:
