@@ -112,7 +112,6 @@ def collect_runs(runs_root: str | Path, sweep: str | None = None) -> pd.DataFram
                           na_position="last").reset_index(drop=True)
 
 
-
 def collect_sweep(runs_root: str | Path, sweep: str) -> pd.DataFrame:
     """`collect_runs` for one sweep, failing with a clear message where it has no results (the notebooks'
     first step)."""
@@ -120,6 +119,7 @@ def collect_sweep(runs_root: str | Path, sweep: str) -> pd.DataFrame:
     if runs.empty:
         raise RuntimeError(f"no results under {Path(runs_root) / sweep}; run make sweep first")
     return runs
+
 
 def collect_curves(
     runs_root: str | Path, sweep: str, tags: Iterable[str] | None = DEFAULT_TAGS

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from projlab.analysis.collect import run_dirs
+from projlab.cli import ArgumentParser
 from projlab.errors import UserError, exit_on_user_error
 
 NOTEBOOKS = Path(__file__).resolve().parents[3] / "analysis"
@@ -28,13 +29,8 @@ KERNEL = "python3"
 OUTPUT_KINDS = {"tables": (".md", ".tex", ".csv"), "figures": (".png", ".pdf")}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m projlab.analysis.report --help)")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m projlab.analysis.report", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m projlab.analysis.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--sweep", default="default", help="sweep folder under the runs root (default: default)")
     p.add_argument("--runs", default=None, help="runs root (default: env RUNS, else runs/)")
     p.add_argument("--out", default=None, help="output folder (default: reports/<sweep>/)")

@@ -9,7 +9,6 @@ trainable weights and buffers (frozen weights come from the backbones, as in tra
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from projlab.cli import ArgumentParser
 from projlab.data.prompt import TextProcessor
 from projlab.data.spatial import CATEGORIES
 from projlab.errors import UserError, exit_on_user_error
@@ -106,7 +106,7 @@ def evaluate_checkpoint(run_or_ckpt: str | Path, accelerator: str = "auto") -> d
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m projlab.evaluation.checkpoint_eval", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run folder (runs/<sweep>/<arm>) or a checkpoint inside one")
     parser.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

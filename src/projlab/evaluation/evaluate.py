@@ -9,12 +9,12 @@ answered the same way), then scored by the benchmark's own rules. The scores lan
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
+from projlab.cli import ArgumentParser, positive_int
 from projlab.console import quiet_third_party
 from projlab.data.spatial import LETTERS
 from projlab.errors import UserError, exit_on_user_error
@@ -66,12 +66,12 @@ def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m projlab.evaluation.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run folder (runs/<sweep>/<arm>) or a checkpoint in one")
     parser.add_argument("--bench", required=True, help=f"spatial | {' | '.join(BENCHMARKS)}")
     parser.add_argument("--data", help="the benchmark's file (MMBench TSV, SEED JSON) or folder (MME)")
     parser.add_argument("--images", help="SEED-Bench's image folder (default: beside the JSON)")
-    parser.add_argument("--limit", type=int, help="score only the first N questions (a quick look)")
+    parser.add_argument("--limit", type=positive_int, help="score only the first N questions (a quick look)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.bench not in ("spatial", *BENCHMARKS):
         raise UserError(f"unknown benchmark {args.bench!r}; known: spatial, {', '.join(BENCHMARKS)}")

@@ -41,9 +41,7 @@ def projector_class(name: str) -> type["Projector"]:
 
 def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
     """The typed config of projector `name`, filled from `knobs`; unknown knobs are a UserError."""
-    if name not in _REGISTRY:
-        raise UserError(f"unknown projector {name!r}; known: {', '.join(available_projectors())}")
-    config_cls = _REGISTRY[name][1]
+    config_cls = projector_class(name).config_cls
     fields = {f.name for f in dataclasses.fields(config_cls)}
     knobs = dict(knobs or {})
     unknown = sorted(set(knobs) - fields)
@@ -64,5 +62,4 @@ def build_projector(
     """Build projector `name` for features of width `vision_dim` on a `grid` (rows, cols) of patches,
     mapping into an LLM of width `llm_dim`. Widths and grid come from the loaded backbones."""
     config = projector_config(name, knobs)
-    cls = _REGISTRY[name][0]
-    return cls(config, vision_dim=vision_dim, llm_dim=llm_dim, grid=tuple(grid))
+    return projector_class(name)(config, vision_dim=vision_dim, llm_dim=llm_dim, grid=tuple(grid))

@@ -9,7 +9,6 @@ McNemar test over questions pooled across seeds.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
 from projlab.analysis.stats import compare_arms
+from projlab.cli import ArgumentParser
 from projlab.config import load_config, run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
@@ -152,7 +152,7 @@ def markdown(rows: dict[str, Any], tests: list[dict[str, Any]]) -> str:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m projlab.sweeps.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="sweeps/calibration.yaml")
     parser.add_argument("--seeds", help="comma list replacing the spec's seeds")
     parser.add_argument("--no-matched", action="store_true", help="only the control and reference arms")

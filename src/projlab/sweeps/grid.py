@@ -26,7 +26,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-
 from projlab.cli import ArgumentParser
 from projlab.config import load_config, projector_knobs, run_name
 from projlab.errors import UserError, exit_on_user_error
