@@ -13,9 +13,10 @@
 # %% [markdown]
 # # Calibration of the instrument
 # The calibration arms (`make calibrate`) live in their own sweep, `<runs>/calibration/`. They say what the
-# benchmark can tell apart at all: the blind control (no image) should sit at chance, the scrambled control (the
-# best arm on images whose layout cells are permuted) should keep counting and attribute and lose the spatial tasks. Read the same way as any sweep:
-# per-category table with the "ignores image" flag, and paired tests against the blind control.
+# benchmark can tell apart at all: the blind control (no image) should sit at chance, the scrambled control
+# (the best arm on images whose layout cells are permuted) should keep counting and attribute and lose the
+# spatial tasks. Read the same way as any sweep: per-category table with the "ignores image" flag, and paired
+# tests against the blind control.
 # Nothing is drawn when the calibration sweep has not been run.
 
 # %% tags=["parameters"]
