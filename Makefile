@@ -17,6 +17,7 @@ SEED ?=
 SEEDS ?=
 NAME ?=
 ARGS ?=
+JOBS ?=
 
 comma := ,
 opt = $(if $(2),$(1)=$(2),)
@@ -46,10 +47,11 @@ train: install
 	$(PY) -m projlab.train $(call opt,projector,$(PROJECTOR)) $(call opt,projector.num_visual_tokens,$(TOKENS)) \
 		$(call opt,vision.resolution,$(RES)) $(call opt,seed,$(SEED)) $(ARGS)
 
-# A grid: make sweep PROJECTOR=c_abstractor TOKENS=64,144,256 RES=112 SEEDS=0,1 NAME=my_sweep
+# A grid: make sweep PROJECTOR=c_abstractor TOKENS=64,144,256 RES=112 SEEDS=0,1 NAME=my_sweep JOBS=2
+# (JOBS: arms run at once, the cores split between them; default 1)
 sweep: install
 	$(PY) -m projlab.sweeps.grid $(call opt,--projectors,$(PROJECTOR)) $(call opt,--tokens,$(TOKENS)) \
-		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(ARGS)
+		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(call opt,--jobs,$(JOBS)) $(ARGS)
 
 # An Optuna search declared in sweeps/: make search SWEEP=sweeps/lr_c_abstractor.yaml WORKERS=2
 SWEEP ?= sweeps/lr_c_abstractor.yaml
@@ -59,7 +61,7 @@ search: install
 
 # The instrument's calibration arms over 3 seeds -> $(RUNS)/calibration/calibration.json + table
 calibrate: install
-	$(PY) -m projlab.sweeps.calibrate $(ARGS)
+	$(PY) -m projlab.sweeps.calibrate $(call opt,--jobs,$(JOBS)) $(ARGS)
 
 # Tables and figures from logged results: make figures NAME=default
 figures: install
@@ -71,7 +73,7 @@ figures: install
 PROFILE ?= default
 reproduce: install
 	@case "$(PROFILE)" in default|quick|full) ;; *) echo "error: PROFILE=$(PROFILE) is unknown; use default, quick or full"; exit 2;; esac
-	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) $(ARGS); status=$$?; \
+	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) --jobs $(or $(JOBS),2) $(ARGS); status=$$?; \
 		$(PY) -m projlab.analysis.report --sweep $(PROFILE) && exit $$status
 
 bench: install

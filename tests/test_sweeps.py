@@ -268,3 +268,49 @@ def test_two_workers_share_one_sqlite_study_with_a_pruned_trial(runs_dir, tmp_pa
     assert trials[1].intermediate_values.keys() == {3, 6}
     assert results(runs_dir / "st" / "trial-0")["metrics"]["accuracy"] == trials[0].value
     assert "best trial" in proc.stdout and " pruned" in proc.stdout and "0 failed" in proc.stdout
+
+
+@pytest.mark.slow
+def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(runs_dir, tmp_path):
+    # 1. two arms at once: both listed as running together, each with half of the cores, both completed
+    spec = write_spec(tmp_path / "p.yaml", name="p", projectors=["c_abstractor", "resampler"], tokens=[16],
+                      res=[112], overrides=ARM)
+    proc = subprocess.Popen([sys.executable, "-m", "projlab.sweeps.grid", "--spec", str(spec), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    both: list[dict] = []
+
+    def two_running() -> bool:
+        try:
+            arms = json.loads((runs_dir / "p" / "sweep.json").read_text())["arms"]
+        except (FileNotFoundError, ValueError):
+            return False
+        both[:] = [a for a in arms if a.get("pid")]
+        return len(both) == 2
+
+    wait_for(two_running, what="two arms running at once", proc=proc)
+    assert len({a["pid"] for a in both}) == 2
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "2 at a time" in out and out.count("completed") >= 2
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    for arm in both:
+        record = results(Path(arm["run_dir"]))
+        assert record["status"] == "completed" and record["efficiency"]["cpu_threads"] == threads
+
+    # 2. the same two arms under another name, SIGTERM while both train: both record a failure, exit 128+15
+    proc = subprocess.Popen([sys.executable, "-m", "projlab.sweeps.grid", "--spec", str(spec), "--jobs", "2",
+                             "--name", "q", "--", "stage.max_steps=400"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs_dir_q = runs_dir / "q"
+
+    def both_training() -> bool:
+        records = [runs_dir_q / a for a in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint")]
+        return all((r / "results.json").exists() and results(r)["status"] == "running" for r in records)
+
+    wait_for(both_training, what="both arms to start training", proc=proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    for arm in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint"):
+        record = results(runs_dir_q / arm)
+        assert record["status"] == "failed" and record["error"]

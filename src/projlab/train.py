@@ -239,6 +239,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             **efficiency,
             **monitor.summary(stage.batch_size, world_size),
             "peak_memory_mb": peak_memory_mb(module.device),
+            "cpu_threads": torch.get_num_threads(),  # step times depend on it (a parallel sweep splits the cores)
             "steps": trainer.global_step,
             "resumed_from_step": resumed_from,
             "samples": trainer.global_step * stage.batch_size * world_size,

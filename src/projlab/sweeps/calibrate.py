@@ -17,13 +17,13 @@ import pandas as pd
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
 from projlab.analysis.stats import compare_arms
-from projlab.cli import ArgumentParser
+from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config, run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping, write_json
 from projlab.sweeps import runner
-from projlab.sweeps.grid import Arm, run_grid
+from projlab.sweeps.grid import Arm, int_list, run_grid
 
 CHANCE = 0.25
 PLATEAU_TOLERANCE = 0.02  # a final train loss within 2% of blind's (same seed) means the image was ignored
@@ -157,17 +157,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", help="comma list replacing the spec's seeds")
     parser.add_argument("--no-matched", action="store_true", help="only the control and reference arms")
     parser.add_argument("--report", action="store_true", help="tabulate the arms already run; run nothing")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="arms run at once (the cores split)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (e.g. stage.max_steps=300)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     spec = load_spec(args.spec)
     if args.seeds:
-        spec["seeds"] = [int(s) for s in args.seeds.split(",")]
+        spec["seeds"] = int_list(args.seeds, "--seeds")
     if args.no_matched:
         spec["matched"] = {}
     arms = plan(spec, args.overrides)
     runs_root = arms[0][1].run_dir.parent.parent
     sweep_dir = runs_root / spec["name"]
-    outcomes = [] if args.report else run_grid([a for _, a in arms], sweep_dir, spec["name"])
+    outcomes = [] if args.report else run_grid([a for _, a in arms], sweep_dir, spec["name"], jobs=args.jobs)
     rows = summarise(arms, runs_root, spec["name"])
     tests = matched_tests(spec, runs_root)
     write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})

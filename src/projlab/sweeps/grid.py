@@ -1,15 +1,17 @@
 """Grid sweeps: projector x tokens x resolution x seed, one process per arm, resumable.
 
     python -m projlab.sweeps.grid [--projectors a,b] [--tokens 64,144,256] [--res 112,168] [--seeds 0,1]
-                                  [--name NAME] [--spec sweeps/default.yaml] [--dry-run] [-- overrides...]
+                                  [--name NAME] [--spec sweeps/default.yaml] [--jobs N] [--dry-run]
+                                  [-- overrides...]
 
 The spec file gives the defaults (lists, sweep name, fixed Hydra overrides for every arm); the flags replace
 its lists. Projectors whose M is fixed (per-patch ones keep M = N, `blind` has none) appear once per
 resolution x seed, with no token override. Every arm is composed and validated before anything runs, and
 every invalid arm is reported at once (exit 2). Arms land in `<runs>/<name>/<arm>/` (train.log beside
 results.json); `<runs>/<name>/sweep.json` lists them with their status. Re-running the same command skips
-completed arms and re-runs the others (training resumes from their last checkpoint). Exit code: 0 if
-every arm completed, 1 if any failed, 128+signal when stopped by a signal.
+completed arms and re-runs the others (training resumes from their last checkpoint). `--jobs N` runs N arms
+at once, each its own process with 1/N of the cores. Exit code: 0 if every arm completed, 1 if any failed,
+128+signal when stopped by a signal.
 
 Importable pieces (for `projlab.sweeps.calibrate` and tests): `load_spec`, `expand`, `check_arm`, `plan`,
 `run_grid`, `summary_table`, `write_sweep_json`.
@@ -19,14 +21,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from projlab.cli import ArgumentParser
+from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config, projector_knobs, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping, write_json
@@ -67,7 +72,7 @@ class Arm:
 
 
 # ---- the spec ---------------------------------------------------------------------------------------
-def _int_list(value: Any, what: str) -> list[int]:
+def int_list(value: Any, what: str) -> list[int]:
     items = value if isinstance(value, list) else str(value).split(",")
     try:
         return [int(str(v).strip()) for v in items if str(v).strip() != ""]
@@ -99,9 +104,9 @@ def load_spec(path: str | Path) -> GridSpec:
     return GridSpec(
         name=str(data.get("name", "default")),
         projectors=_str_list(data.get("projectors", []), "projectors"),
-        tokens=_int_list(data.get("tokens", []), "tokens"),
-        res=_int_list(data.get("res", []), "res"),
-        seeds=_int_list(data.get("seeds", [0]), "seeds"),
+        tokens=int_list(data.get("tokens", []), "tokens"),
+        res=int_list(data.get("res", []), "res"),
+        seeds=int_list(data.get("seeds", [0]), "seeds"),
         overrides=_str_list(data.get("overrides") or [], "overrides"),
         projector_overrides={str(k): _str_list(v or [], f"projector_overrides.{k}") for k, v in per_projector.items()},
         controls={str(k): _str_list(v or [], f"controls.{k}") for k, v in controls.items()},
@@ -228,13 +233,12 @@ def _arm_entry(arm: Arm, outcome: runner.ArmOutcome | None, pid: int | None = No
 
 def write_sweep_json(
     sweep_dir: Path, name: str, arms: list[Arm], outcomes: dict[str, runner.ArmOutcome],
-    pid: tuple[str, int] | None = None,
+    running: dict[str, int] | None = None,
 ) -> Path:
-    """`<runs>/<name>/sweep.json` (atomic): every arm with its current status; `pid` = (arm, process id)
-    of the arm running now."""
-    entries = [
-        _arm_entry(a, outcomes.get(a.name), pid[1] if pid and pid[0] == a.name else None) for a in arms
-    ]
+    """`<runs>/<name>/sweep.json` (atomic): every arm with its current status; `running` maps the arms
+    running now to their process ids."""
+    running = running or {}
+    entries = [_arm_entry(a, outcomes.get(a.name), running.get(a.name)) for a in arms]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e["status"]] = counts.get(e["status"], 0) + 1
@@ -251,25 +255,62 @@ def _progress(outcome: runner.ArmOutcome) -> str:
     return f"{outcome.status}: {outcome.error or '?'} ({outcome.seconds:.0f} s)"
 
 
-def run_grid(arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout) -> list[runner.ArmOutcome]:
-    """Run every arm in turn (completed ones are skipped), one progress line each; keep sweep.json current.
-    Stops after the running arm when a signal arrived (see `runner.interrupted`)."""
+def available_cores() -> int:
+    """The cores this process may run on (the affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def arm_env(jobs: int) -> dict[str, str] | None:
+    """The environment of an arm when `jobs` arms share the machine: the cores split evenly between them
+    (torch takes its thread count from OMP_NUM_THREADS), so that parallel arms do not oversubscribe."""
+    if jobs <= 1:
+        return None
+    threads = str(max(1, available_cores() // jobs))
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def run_grid(
+    arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1,
+) -> list[runner.ArmOutcome]:
+    """Run every arm (completed ones are skipped), `jobs` at a time, one progress line each, keeping
+    sweep.json current. After a signal no new arm starts; running arms record their end first."""
     runner.forward_signals()
     outcomes: dict[str, runner.ArmOutcome] = {}
+    running: dict[str, int] = {}
+    lock = threading.Lock()  # guards outcomes, running, sweep.json and the progress lines
+    env = arm_env(jobs)
     write_sweep_json(sweep_dir, name, arms, outcomes)
-    for i, arm in enumerate(arms, 1):
+
+    def run_one(i: int, arm: Arm) -> None:
         if runner.interrupted():
-            break
-        print(f"[{i}/{len(arms)}] {arm.name} ... ", end="", file=out, flush=True)
+            return
+        if jobs == 1:
+            print(f"[{i}/{len(arms)}] {arm.name} ... ", end="", file=out, flush=True)
 
-        def started(pid: int, arm: Arm = arm) -> None:
-            write_sweep_json(sweep_dir, name, arms, outcomes, pid=(arm.name, pid))
+        def started(pid: int) -> None:
+            with lock:
+                running[arm.name] = pid
+                write_sweep_json(sweep_dir, name, arms, outcomes, running)
 
-        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, on_start=started)
-        outcomes[arm.name] = outcome
-        print(_progress(outcome), file=out, flush=True)
-        write_sweep_json(sweep_dir, name, arms, outcomes)
-    return list(outcomes.values())
+        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started)
+        with lock:
+            running.pop(arm.name, None)
+            outcomes[arm.name] = outcome
+            prefix = "" if jobs == 1 else f"[{i}/{len(arms)}] {arm.name}: "
+            print(prefix + _progress(outcome), file=out, flush=True)
+            write_sweep_json(sweep_dir, name, arms, outcomes, running)
+
+    if jobs == 1:
+        for i, arm in enumerate(arms, 1):
+            run_one(i, arm)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
+                future.result()
+    return [outcomes[a.name] for a in arms if a.name in outcomes]
 
 
 def summary_table(arms: list[Arm]) -> str:
@@ -322,6 +363,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--res", help="comma-separated image resolutions")
     p.add_argument("--seeds", help="comma-separated seeds")
     p.add_argument("--name", help="sweep name: arms go to <runs>/<name>/")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="arms run at once, the cores split between them (default 1)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the arms, run nothing")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every arm (after --)")
     return parse_with_overrides(p, argv)
@@ -334,7 +377,7 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
         spec.controls = {}
     for flag, attr in (("tokens", "tokens"), ("res", "res"), ("seeds", "seeds")):
         if getattr(args, flag) is not None:
-            setattr(spec, attr, _int_list(getattr(args, flag), f"--{flag}"))
+            setattr(spec, attr, int_list(getattr(args, flag), f"--{flag}"))
     if args.name is not None:
         if not args.name or "/" in args.name or args.name.startswith("."):
             raise UserError(f"--name {args.name!r}: give a plain folder name")
@@ -354,8 +397,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(arms)} arm(s) valid; would run into {sweep_dir}")
         return
     t0 = time.perf_counter()
-    print(f"sweep {spec.name}: {len(arms)} arm(s) -> {sweep_dir}", flush=True)
-    run_grid(arms, sweep_dir, spec.name)
+    at_once = f", {args.jobs} at a time" if args.jobs > 1 else ""
+    print(f"sweep {spec.name}: {len(arms)} arm(s){at_once} -> {sweep_dir}", flush=True)
+    run_grid(arms, sweep_dir, spec.name, jobs=args.jobs)
     print("\n" + summary_table(arms))
     statuses = [(read_results(a.run_dir) or {}).get("status") for a in arms]
     done = statuses.count("completed")

@@ -6,10 +6,11 @@ recording its end (SIGKILL, out of memory, a config error before training) is re
 its exit code or signal and the last line of its log, so a sweep always knows what happened to every arm.
 A completed results.json is never rewritten: re-running an arm whose result is completed skips it.
 
-Signals: `forward_signals()` makes SIGTERM/SIGINT go to the running arm's process group; `run_arm` then
-waits for the arm to record its end (Lightning turns SIGTERM into a failed result, resumable from its last
-checkpoint) and the caller sees `interrupted()` and stops. The arm also gets SIGTERM if the sweep process
-itself is killed (Linux parent-death signal), so no orphan keeps training beside a resumed sweep.
+Signals: `forward_signals()` makes SIGTERM/SIGINT go to every running arm's process group (a parallel
+sweep runs arms from several threads); `run_arm` then waits for the arm to record its end (Lightning turns
+SIGTERM into a failed result, resumable from its last checkpoint) and the caller sees `interrupted()` and
+stops. The arm also gets SIGTERM if the sweep process itself is killed (Linux parent-death signal), so no
+orphan keeps training beside a resumed sweep.
 
 Used by `projlab.sweeps.grid`, `projlab.sweeps.search` and `projlab.sweeps.calibrate`.
 """
@@ -20,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,8 @@ from projlab.results import read_results, results_path, write_results
 LOG_FILE = "train.log"
 GRACE_S = 60.0  # how long an arm may take to record its end after SIGTERM before it is killed
 
-_running: subprocess.Popen | None = None
+_running: set[subprocess.Popen] = set()  # every arm process alive now (a parallel sweep runs several)
+_running_lock = threading.Lock()
 _interrupt: int | None = None
 
 
@@ -73,8 +76,10 @@ def interrupted() -> int | None:
 def _on_signal(signum: int, frame: Any) -> None:
     global _interrupt
     _interrupt = signum
-    if _running is not None:
-        _signal_group(_running, signal.SIGTERM)
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
 
 
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:
@@ -144,8 +149,8 @@ def run_arm(
 ) -> ArmOutcome:
     """Run `projlab.train <overrides>` (which must write to `run_dir`) unless `run_dir` holds a completed
     result; return its outcome. Output is appended to `run_dir/train.log`. `on_start(pid)` is called once
-    the process is running (a sweep records the pid so it can be found and killed)."""
-    global _running
+    the process is running (a sweep records the pid so it can be found and killed). Thread-safe: a parallel
+    sweep calls it from several threads."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     previous = read_results(run_dir)
@@ -164,13 +169,15 @@ def run_arm(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True, preexec_fn=_die_with_parent if _LIBC is not None else None,
         )
-        _running = proc
+        with _running_lock:
+            _running.add(proc)
         try:
             if on_start is not None:
                 on_start(proc.pid)
             returncode = _wait(proc, grace_s)
         finally:
-            _running = None
+            with _running_lock:
+                _running.discard(proc)
     record = read_results(run_dir)
     status = record.get("status") if record else None
     written_now = record is not None and results_path(run_dir).stat().st_mtime >= launched
