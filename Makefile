@@ -67,12 +67,13 @@ calibrate: install
 figures: install
 	$(PY) -m projlab.analysis.report $(call opt,--sweep,$(NAME)) $(ARGS)
 
-# The main job on the embedded default: a sweep of sweeps/$(PROFILE).yaml, then every table and figure.
-# PROFILE=default (9 arms, ~65 min of arm time) | quick (3 arms, ~12 min) | full (the paper's 17 arms: hours).
-# A failed arm does not stop the report (it shows as failed in the tables); the exit code still says so.
+# The main job on the embedded default: a sweep of sweeps/$(PROFILE).yaml, two arms at a time (JOBS=),
+# then every table and figure. PROFILE=default (5 arms: four projectors at M=16, blind) | quick (3 arms)
+# | tokens (9 arms: M=16 and 64) | full (the paper's 17 arms: hours). A failed arm does not stop the
+# report (it shows as failed in the tables); the exit code still says so.
 PROFILE ?= default
 reproduce: install
-	@case "$(PROFILE)" in default|quick|full) ;; *) echo "error: PROFILE=$(PROFILE) is unknown; use default, quick or full"; exit 2;; esac
+	@case "$(PROFILE)" in default|quick|tokens|full) ;; *) echo "error: PROFILE=$(PROFILE) is unknown; use default, quick, tokens or full"; exit 2;; esac
 	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) --jobs $(or $(JOBS),2) $(ARGS); status=$$?; \
 		$(PY) -m projlab.analysis.report --sweep $(PROFILE) && exit $$status
 

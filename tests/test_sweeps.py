@@ -72,14 +72,15 @@ def test_fixed_token_projectors_appear_once_per_resolution_and_seed():
     assert all(a.overrides[-1] == "sweep=x" for a in arms)
 
 
-def test_the_default_spec_is_the_compressing_projectors_at_matched_tokens(runs_dir):
-    spec = load_spec(DEFAULT_SPEC)
+@pytest.mark.parametrize("profile, tokens", [("default", [16]), ("tokens", [16, 64])])
+def test_the_default_and_tokens_specs_are_the_compressing_projectors_at_matched_tokens(runs_dir, profile, tokens):
+    spec = load_spec(DEFAULT_SPEC.with_name(f"{profile}.yaml"))
     arms = plan(spec)
     ms = {a.name: a.num_visual_tokens for a in arms}
     for proj in ("c_abstractor", "d_abstractor", "resampler", "qformer"):
-        assert ms[f"{proj}-m16-r112-s0-joint"] == 16 and ms[f"{proj}-m64-r112-s0-joint"] == 64
-    assert ms["blind-mall-r112-s0-joint"] == 0 and len(arms) == 4 * 2 + 1
-    assert all(a.run_dir == runs_dir / "default" / a.name for a in arms)
+        assert all(ms[f"{proj}-m{m}-r112-s0-joint"] == m for m in tokens)
+    assert ms["blind-mall-r112-s0-joint"] == 0 and len(arms) == 4 * len(tokens) + 1
+    assert all(a.run_dir == runs_dir / profile / a.name for a in arms)
 
 
 def test_the_full_spec_is_the_paper_projectors_and_controls(runs_dir):
