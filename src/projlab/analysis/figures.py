@@ -159,7 +159,10 @@ def spatial_bars(runs: pd.DataFrame, out_dir: str | Path, name: str = "spatial_c
             ax.bar(xs, rows["mean"], width, yerr=yerr, capsize=2, color=colour(p), label=p)
         ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
         ax.set_title(m_label(m))
-        ax.legend(fontsize=7)
+        # headroom above 100% for the legend, so that it never hides a bar
+        ax.set_ylim(0, 135)
+        ax.set_yticks(range(0, 101, 20))
+        ax.legend(fontsize=7, loc="upper center", ncol=min(2, len(names)), frameon=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
