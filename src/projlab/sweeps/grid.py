@@ -295,6 +295,7 @@ def run_grid(
                 running[arm.name] = pid
                 write_sweep_json(sweep_dir, name, arms, outcomes, running)
 
+        # launched and waited on by this same thread: the arm's parent-death signal follows the thread
         outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started)
         with lock:
             running.pop(arm.name, None)
