@@ -20,6 +20,8 @@ def train(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:
     base = TINY_RUN
     if "data=llava" in overrides:  # its own data group: no split sizes
         base = [o for o in TINY_RUN if not o.startswith("data.")]
+    keys = {o.split("=")[0] for o in overrides}
+    base = [o for o in base if o.split("=")[0] not in keys]  # an override here replaces TINY_RUN's
     proc = subprocess.run(
         [sys.executable, "-m", "projlab.train", *base, *overrides], capture_output=True, text=True
     )
@@ -39,7 +41,9 @@ def losses(run_dir: Path) -> list[float]:
 
 
 def test_an_arm_writes_results_events_and_checkpoint(runs_dir):
-    train("projector=c_abstractor", "projector.num_visual_tokens=16", "sweep=a")
+    proc = train("projector=c_abstractor", "projector.num_visual_tokens=16", "sweep=a", "trainer.progress_bar=true")
+    assert "Training steps" in proc.stdout and "6/6" in proc.stdout  # the bar counts steps, not epochs
+    assert "Epoch" not in proc.stdout
     r = results(runs_dir, "a")
     assert r["status"] == "completed"
     c, e, m = r["config"], r["efficiency"], r["metrics"]

@@ -31,7 +31,7 @@ from projlab.models.mllm import MLLM  # noqa: E402
 from projlab.models.presets import ensure_tiny_llm, ensure_tiny_tower  # noqa: E402
 from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
-from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb  # noqa: E402
+from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
 from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
@@ -187,6 +187,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         ),
         L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
     ]
+    if cfg.trainer.progress_bar:
+        callbacks.append(progress_bar())
     pruning = None
     if cfg.get("optuna"):  # a trial of `python -m projlab.sweeps.search`: report to the study, stop if pruned
         from projlab.sweeps.pruning import OptunaPruning

@@ -1,4 +1,5 @@
-"""Efficiency measured while training: step time, samples/s, visual tokens/s, peak memory."""
+"""Callbacks of a training run: efficiency measured while training (step time, samples/s, visual tokens/s,
+peak memory) and the terminal's progress bar."""
 from __future__ import annotations
 
 import resource
@@ -8,6 +9,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 
 def peak_memory_mb(device: torch.device | None = None) -> float:
@@ -54,3 +56,19 @@ class EfficiencyMonitor(L.Callback):
             "samples_per_s": batch_size * world_size / med,
             "visual_tokens_per_s": batch_size * world_size * self.num_visual_tokens / med,
         }
+
+
+class StepProgressBar(RichProgressBar):
+    """Runs are a fixed number of optimiser steps in one pass of a step sampler (max_epochs=-1), where
+    Lightning's bar would read "Epoch 0/-2": label the bar by what it counts."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{'Training steps':{len(self.validation_description)}}"
+
+
+def progress_bar() -> L.Callback:
+    """The step-labelled Rich bar, or Lightning's plain tqdm bar where rich is not installed."""
+    try:
+        return StepProgressBar()
+    except ModuleNotFoundError:
+        return TQDMProgressBar()
