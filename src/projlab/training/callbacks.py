@@ -60,10 +60,18 @@ class EfficiencyMonitor(L.Callback):
 
 class StepProgressBar(RichProgressBar):
     """Runs are a fixed number of optimiser steps in one pass of a step sampler (max_epochs=-1), where
-    Lightning's bar would read "Epoch 0/-2": label the bar by what it counts."""
+    Lightning's bar reads "Epoch 0/-2" and, after a resume, counts the remaining batches ("200/199"):
+    count optimiser steps out of max_steps instead, so a resumed run shows where it picked up."""
 
     def _get_train_description(self, current_epoch: int) -> str:
         return f"{'Training steps':{len(self.validation_description)}}"
+
+    @property
+    def total_train_batches(self) -> int:
+        return self.trainer.max_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, trainer.global_step - 1)
 
 
 def progress_bar() -> L.Callback:
