@@ -134,6 +134,8 @@ def test_bad_data_inputs_are_one_line_errors(runs_dir, tmp_path):
         (tmp_path / name).write_text(json.dumps(recs))
         msg = _bad("data=llava", f"data.train_json={tmp_path / name}", f"data.image_root={tmp_path}")
         assert needle in msg and ("x1" in msg or "x2" in msg)
+    msg = _bad("data=llava", f"data.image_root={tmp_path}")
+    assert "data.train_json" in msg and "data.image_root" not in msg
     assert "empty" in _bad("data.test=0")
     assert "init_from" in _bad("stage=stage2")
     assert "does not exist" in _bad("stage=stage2", f"init_from={tmp_path / 'nope'}")

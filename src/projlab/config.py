@@ -49,12 +49,28 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
+        missing = unset_keys(cfg)  # before resolving: resolution turns a copy of `???` into `???` itself
+        if missing:
+            give = " ".join(f"{key}=<value>" for key in missing)
+            raise UserError(f"{', '.join(missing)} not set; give {give}")
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(f"bad configuration: {str(err).splitlines()[0]}") from err
     finally:
         GlobalHydra.instance().clear()
     return cfg
+
+
+def unset_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Keys left `???`: settings only the user can give. Walked without resolving, so a key that copies an
+    unset one (`${.train_json}`) is neither listed nor an error of its own."""
+    keys = []
+    for key in cfg:
+        if OmegaConf.is_missing(cfg, key):
+            keys.append(f"{prefix}{key}")
+        elif not OmegaConf.is_interpolation(cfg, key) and OmegaConf.is_dict(cfg[key]):
+            keys += unset_keys(cfg[key], f"{prefix}{key}.")
+    return keys
 
 
 def projector_knobs(cfg: DictConfig) -> dict:
