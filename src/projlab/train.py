@@ -7,6 +7,7 @@ process and read only the results.json it leaves.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -112,6 +113,8 @@ def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
         "eval_batch_size": cfg.eval.batch_size,
         "sweep": cfg.sweep,
         "control": "scrambled" if cfg.data.get("scramble") else None,
+        # every knob of the projector as built, the dataclass defaults the yaml leaves out included (init...)
+        "projector_settings": dataclasses.asdict(model.projector.config),
         "full": OmegaConf.to_container(cfg, resolve=True),
     }
 

@@ -3,8 +3,9 @@
     python -m projlab.projectors --table [--vision-dim 1024 --llm-dim 4096 --grid 16 --tokens 144]
 
 Prints a Markdown table: name, M (the projector's own number of visual tokens), parameters (counted from the
-module as built, on the meta device), of which positional embedding, and forward GFLOPs per sample
-(FlopCounterMode: matmuls, convolutions, attention). `--tokens` goes to the projectors that take a token
+module as built, on the meta device), of which positional embedding, forward GFLOPs per sample
+(FlopCounterMode: matmuls, convolutions, attention) and the init scheme its defaults build with
+(`projlab.projectors.init`). `--tokens` goes to the projectors that take a token
 count (learned queries, square pooling); per-patch projectors keep M = N and `blind` emits none. The controls
 (`blind`, `shuffle`) are listed after a separator row.
 """
@@ -76,6 +77,7 @@ def _row(name: str, args: argparse.Namespace) -> list[str]:
         f"{count_parameters(proj):,}",
         f"{count_positional_parameters(proj):,}",
         f"{gflops:,.2f}",
+        getattr(proj.config, "init", "-") if count_parameters(proj) else "-",
     ]
 
 
@@ -84,22 +86,24 @@ def table(args: argparse.Namespace) -> str:
     arms = [n for n in names if projector_class(n).__module__ != CONTROLS_MODULE]
     controls = [n for n in names if projector_class(n).__module__ == CONTROLS_MODULE]
     rows, cols = args.grid
-    header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample"]
+    header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample", "init"]
     lines = [
         f"Projectors at vision_dim={args.vision_dim} -> llm_dim={args.llm_dim}, grid {rows}x{cols} "
         f"(N={rows * cols}), --tokens {args.tokens} (query and square-pooling projectors only)",
         "",
         "| " + " | ".join(header) + " |",
-        "|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---|",
     ]
     lines += ["| " + " | ".join(_row(n, args)) + " |" for n in arms]
     if controls:
-        lines.append("| *controls* | | | | |")
+        lines.append("| *controls* | | | | | |")
         lines += ["| " + " | ".join(_row(n, args)) + " |" for n in controls]
     lines += [
         "",
         "FLOPs: torch.utils.flop_counter (a multiply-add is 2 FLOPs; matmuls, convolutions and attention only;",
-        "element-wise ops, normalisation, softmax and grid_sample are not counted).",
+        "element-wise ops, normalisation, softmax and grid_sample are not counted). init: reference = every",
+        "Linear, Conv2d and Embedding N(0, 0.02) with zero bias, LayerNorms 1 / 0, as Honeybee builds a model",
+        "for pre-training; pytorch = each module's own init.",
     ]
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
-"""What every projector shares: its output token count, the grid it reads, an optional positional
-embedding on the input features, and the readout MLP into the LLM width."""
+"""What every projector shares: its output token count, the grid it reads, its init scheme, and the layers
+several projectors build (positional embedding, float32 LayerNorm, readout MLP, head counts)."""
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from projlab.errors import UserError
+from projlab.projectors.init import check_scheme, reference_init
 
 
 class Projector(nn.Module):
@@ -90,6 +92,18 @@ class Projector(nn.Module):
             )
         return 0
 
+    # ---- settings and init -------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Reject settings no module can be built from (called by `projector_config`, before any build)."""
+        if hasattr(config, "init"):
+            check_scheme(config.init, cls.registry_name)
+
+    def initialise(self) -> None:
+        """Apply the config's init scheme once every module exists (`build_projector` calls it)."""
+        if getattr(self.config, "init", "pytorch") == "reference":
+            reference_init(self)
+
     # ---- shared parts ------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[1] != self.num_patches or x.shape[2] != self.vision_dim:
@@ -120,9 +134,33 @@ def attention_heads(dim: int, num_heads: int | None, head_dim: int) -> int:
     return heads
 
 
-def build_mlp(depth: int, in_dim: int, out_dim: int) -> nn.Sequential:
-    """Honeybee's readout: Linear(in, out), then (SiLU, Linear(out, out)) x (depth - 1)."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "gelu": nn.GELU}
+
+
+def build_mlp(depth: int, in_dim: int, out_dim: int, activation: str = "silu") -> nn.Sequential:
+    """Honeybee's readout: Linear(in, out), then (activation, Linear(out, out)) x (depth - 1)."""
     layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
     for _ in range(1, depth):
-        layers += [nn.SiLU(), nn.Linear(out_dim, out_dim)]
+        layers += [ACTIVATIONS[activation](), nn.Linear(out_dim, out_dim)]
     return nn.Sequential(*layers)
+
+
+def check_activation(activation: str, projector: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise UserError(
+            f"projector {projector!r}: activation={activation!r} is not allowed; use {' or '.join(ACTIVATIONS)}"
+        )
+
+
+class LayerNormFp32(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the autocast or parameter dtype, cast back to the input's
+    dtype (the reference's `LayerNormFp32`): under bf16 its statistics keep full precision."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the meta device (counting on a projector that is never materialised) has no autocast to leave
+        off = torch.autocast(x.device.type, enabled=False) if x.device.type != "meta" else contextlib.nullcontext()
+        with off:
+            weight = self.weight.float() if self.weight is not None else None
+            bias = self.bias.float() if self.bias is not None else None
+            out = nn.functional.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
+        return out.to(x.dtype)

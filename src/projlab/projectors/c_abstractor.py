@@ -22,6 +22,7 @@ class CAbstractorConfig:
     mlp_depth: int = 2  # readout layers
     hidden_size: int | None = None  # block width; None = the vision width (1024 for ViT-L)
     se_ratio: float = 0.25  # squeeze-excitation width, relative to the block's input width
+    init: str = "reference"  # reference (every conv and linear N(0, 0.02), zero bias) | pytorch
 
 
 class LayerNorm2d(nn.LayerNorm):

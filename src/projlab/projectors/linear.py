@@ -13,6 +13,7 @@ from projlab.projectors.registry import register
 @dataclass
 class LinearConfig:
     num_visual_tokens: int | None = None  # must be N (or unset): every patch is kept
+    init: str = "reference"  # reference (N(0, 0.02), zero bias) | pytorch
 
 
 @register("linear", LinearConfig)

@@ -1,15 +1,15 @@
-"""LLaVA-1.5's projector: a 2-layer GELU MLP per patch; M = N.
+"""LLaVA-1.5's projector: a 2-layer MLP per patch; M = N.
 
-GELU as in LLaVA-1.5 (the Honeybee reference's MLP config uses SiLU; the parameter count is the same).
+GELU by default, as in LLaVA-1.5; the Honeybee reference's MLP config uses SiLU (`activation: silu`). The
+parameter count is the same either way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from projlab.projectors.base import Projector
+from projlab.projectors.base import Projector, build_mlp, check_activation
 from projlab.projectors.registry import register
 
 
@@ -17,18 +17,22 @@ from projlab.projectors.registry import register
 class MLPConfig:
     num_visual_tokens: int | None = None  # must be N (or unset)
     depth: int = 2
+    activation: str = "gelu"  # gelu (LLaVA-1.5) | silu (the Honeybee reference's MLP)
+    init: str = "reference"  # reference (N(0, 0.02), zero bias) | pytorch
 
 
 @register("mlp", MLPConfig)
 class MLPProjector(Projector):
     token_rule = "all_patches"
 
+    @classmethod
+    def check_config(cls, config: MLPConfig) -> None:
+        super().check_config(config)
+        check_activation(config.activation, cls.registry_name)
+
     def __init__(self, config: MLPConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)
-        layers: list[nn.Module] = [nn.Linear(vision_dim, llm_dim)]
-        for _ in range(1, config.depth):
-            layers += [nn.GELU(), nn.Linear(llm_dim, llm_dim)]
-        self.net = nn.Sequential(*layers)
+        self.net = build_mlp(config.depth, vision_dim, llm_dim, config.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C_vision) -> (B, N, C_llm)"""

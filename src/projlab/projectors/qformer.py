@@ -27,6 +27,7 @@ class QFormerConfig:
     cross_attention_frequency: int = 1
     dropout: float = 0.1
     mlp_depth: int = 1
+    init: str = "reference"  # reference (every linear N(0, 0.02), zero bias, as BLIP-2's) | pytorch (readout)
 
 
 @register("qformer", QFormerConfig)

@@ -40,8 +40,10 @@ def projector_class(name: str) -> type["Projector"]:
 
 
 def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
-    """The typed config of projector `name`, filled from `knobs`; unknown knobs are a UserError."""
-    config_cls = projector_class(name).config_cls
+    """The typed config of projector `name`, filled from `knobs`; unknown knobs and values no module can be
+    built from are a UserError (checked here, before anything is built)."""
+    cls = projector_class(name)
+    config_cls = cls.config_cls
     fields = {f.name for f in dataclasses.fields(config_cls)}
     knobs = dict(knobs or {})
     unknown = sorted(set(knobs) - fields)
@@ -49,7 +51,9 @@ def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
         raise UserError(
             f"projector {name!r} has no setting {unknown[0]!r}; its settings: {', '.join(sorted(fields))}"
         )
-    return config_cls(**knobs)
+    config = config_cls(**knobs)
+    cls.check_config(config)
+    return config
 
 
 def build_projector(
@@ -60,6 +64,9 @@ def build_projector(
     grid: tuple[int, int],
 ) -> "Projector":
     """Build projector `name` for features of width `vision_dim` on a `grid` (rows, cols) of patches,
-    mapping into an LLM of width `llm_dim`. Widths and grid come from the loaded backbones."""
+    mapping into an LLM of width `llm_dim`. Widths and grid come from the loaded backbones. The config's init
+    scheme runs once the whole module is built (`projlab.projectors.init`)."""
     config = projector_config(name, knobs)
-    return projector_class(name)(config, vision_dim=vision_dim, llm_dim=llm_dim, grid=tuple(grid))
+    projector = projector_class(name)(config, vision_dim=vision_dim, llm_dim=llm_dim, grid=tuple(grid))
+    projector.initialise()
+    return projector
