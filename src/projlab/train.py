@@ -36,6 +36,7 @@ from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb, progre
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
 from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
+from projlab.training.precision import resolve_precision  # noqa: E402
 from projlab.training.strategy import build_strategy  # noqa: E402
 
 
@@ -56,9 +57,9 @@ def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
 
 def build_model(cfg: DictConfig) -> MLLM:
     vision_path, llm_path = backbone_paths(cfg)
-    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution)
+    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution, cfg.vision.feature_dtype)
     dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
-    llm = LanguageModel(llm_path, dtype=dtype)
+    llm = LanguageModel(llm_path, dtype=dtype, attn_implementation=cfg.llm.get("attn_implementation"))
     if cfg.llm.gradient_checkpointing:
         llm.model.gradient_checkpointing_enable()
     # seeded here, after the backbones: building a preset the first time must not shift the projector's init
@@ -108,6 +109,7 @@ def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
         "feature_layer": cfg.vision.feature_layer,
         "feature_norm": cfg.feature_norm,
         "max_steps": cfg.stage.max_steps,
+        "precision": resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         "batch_size": cfg.stage.batch_size,
         "world_size": world_size,
         "eval_batch_size": cfg.eval.batch_size,
@@ -208,7 +210,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
         strategy=strategy,
-        precision=cfg.trainer.precision,
+        precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         logger=logger,
         callbacks=callbacks,
         val_check_interval=min(cfg.eval.val_every_steps, stage.max_steps),

@@ -41,17 +41,17 @@ def plain_step(
     batch: dict,
     device: torch.device,
     precision: str,
-) -> float:
-    """One optimiser step on `batch` (already on `device`): forward under the precision's autocast, the
-    loss read back to the host as `training_step` does, backward, gradient clipping by norm, AdamW, zero
-    grad, LR schedule. Returns the loss."""
+) -> torch.Tensor:
+    """One optimiser step on `batch` (already on `device`): forward under the precision's autocast, the loss
+    kept on the device as `training_step` keeps it, backward, gradient clipping by norm, AdamW, zero grad, LR
+    schedule. Returns the (detached) loss."""
     with autocast(device, precision):
         out = module.model(
             batch["input_ids"], batch["attention_mask"], features=batch.get("features"),
             pixel_values=batch.get("pixel_values"), labels=batch["labels"],
         )
     loss = out.loss
-    value = float(loss.detach())  # training_step keeps this per step (train_losses): a host sync
+    value = loss.detach()  # as training_step: kept on the device, read back later
     loss.backward()
     if module.stage.grad_clip:
         torch.nn.utils.clip_grad_norm_(params, module.stage.grad_clip)

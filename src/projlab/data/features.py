@@ -36,19 +36,21 @@ def weights_fingerprint(name_or_path: str) -> str:
 
 
 def cache_key(tower: VisionTower, data_signature: str) -> str:
-    parts = [weights_fingerprint(tower.name_or_path), str(tower.feature_layer), str(tower.resolution), data_signature]
+    parts = [weights_fingerprint(tower.name_or_path), str(tower.feature_layer), str(tower.resolution), data_signature,
+             str(tower.feature_dtype)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
 def compute_features(tower: VisionTower, images: Callable[[int], Image.Image], n: int) -> torch.Tensor:
-    """Features (n, N, C) in float32 of `n` images, `images(i)` giving the i-th, in batches of BATCH."""
+    """Features (n, N, C) of `n` images in the tower's feature dtype, `images(i)` giving the i-th, in batches
+    of BATCH."""
     was_training = tower.training
     tower.eval()
     out = []
     for start in range(0, n, BATCH):
         batch = [images(i) for i in range(start, min(n, start + BATCH))]
-        out.append(tower(tower.preprocess(batch)).float())
+        out.append(tower(tower.preprocess(batch)).to(tower.feature_dtype))  # a cache holds a frozen tower's features
     tower.train(was_training)
     return torch.cat(out)
 

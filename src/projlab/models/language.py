@@ -6,19 +6,23 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from projlab.models import attention  # noqa: F401  (registers the sdpa_cpu_fp32 attention)
 from projlab.models.hub import load_pretrained
 
 IMAGE_TOKEN = "<image>"
 
 
 class LanguageModel(nn.Module):
-    def __init__(self, name_or_path: str, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, name_or_path: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None
+    ) -> None:
         super().__init__()
         self.tokenizer: PreTrainedTokenizerBase = load_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, "tokenizer"
         )
         self.model = load_pretrained(
-            AutoModelForCausalLM.from_pretrained, name_or_path, "language model", dtype=dtype
+            AutoModelForCausalLM.from_pretrained, name_or_path, "language model", dtype=dtype,
+            attn_implementation=attn_implementation,
         )
         self.name_or_path = name_or_path
         if IMAGE_TOKEN not in self.tokenizer.get_vocab():

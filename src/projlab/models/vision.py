@@ -1,6 +1,9 @@
 """The vision tower: any Hugging Face vision encoder (CLIP, SigLIP), read at one hidden layer.
 
 Returns the patch grid (B, N, C_vision) with the CLS token dropped, and exposes `grid` = (rows, cols).
+A frozen tower is a feature extractor: it computes in float32 whatever autocast is around it and hands out
+its features rounded to `feature_dtype` (float16 by default, the feature cache's dtype), so the cached
+and the live path give the same numbers.
 """
 from __future__ import annotations
 
@@ -27,9 +30,18 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+FEATURE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
 class VisionTower(nn.Module):
-    def __init__(self, name_or_path: str, feature_layer: int = -1, resolution: int | None = None) -> None:
+    def __init__(
+        self, name_or_path: str, feature_layer: int = -1, resolution: int | None = None,
+        feature_dtype: str = "float16",
+    ) -> None:
         super().__init__()
+        if feature_dtype not in FEATURE_DTYPES:
+            raise UserError(f"vision.feature_dtype={feature_dtype!r} is not allowed; use {', '.join(FEATURE_DTYPES)}")
+        self.feature_dtype = FEATURE_DTYPES[feature_dtype]
         config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "vision tower")
         if config.model_type not in _TOWERS:
             raise UserError(
@@ -80,8 +92,19 @@ class VisionTower(nn.Module):
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
         return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
+    @property
+    def frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.model.parameters())
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, R, R) -> patch features (B, N, C_vision), N = rows * cols, CLS dropped."""
+        """(B, 3, R, R) -> patch features (B, N, C_vision), N = rows * cols, CLS dropped (in `feature_dtype`
+        when the tower is frozen)."""
+        if not self.frozen:
+            return self._patches(pixel_values)
+        with torch.autocast(pixel_values.device.type, enabled=False):
+            return self._patches(pixel_values).to(self.feature_dtype)
+
+    def _patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.model(
             pixel_values=pixel_values.to(self.model.dtype),
             output_hidden_states=True,
@@ -111,6 +134,8 @@ class FeatureNorm(nn.Module):
         self.std.copy_(std.clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features in any dtype (float16 from a frozen tower or its cache) -> float32, standardised or not."""
+        x = x.float()
         if self.mode == "none":
             return x
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return (x - self.mean) / self.std

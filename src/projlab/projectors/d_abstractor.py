@@ -97,7 +97,10 @@ class DAbstractor(Projector):
         self.pos_emb = PositionalEmbedding(self.num_patches, dim)
         self.query_embed = nn.Embedding(m, dim)  # the queries' content part
         span = "input" if config.init == "reference" else "output"
-        self.reference_points = nn.Parameter(grid_points(self.side, grid, span))
+        # empty + copy: the parameter lands on the device being built on (meta when counting)
+        self.reference_points = nn.Parameter(torch.empty(m, 2))
+        with torch.no_grad():
+            self.reference_points.copy_(grid_points(self.side, grid, span))
         ffn_dim, heads = int(dim * config.ffn_ratio), attention_heads(dim, config.num_heads, config.head_dim)
         self.layers = nn.ModuleList(
             DeformableDecoderLayer(
