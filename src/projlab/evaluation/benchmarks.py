@@ -2,7 +2,8 @@
 
 The formats and scoring rules live one per module (`mmbench`, `seed`, `mme`); the record type in
 `records`. A model-side evaluation answers every record of `records_to_answer(name, records)` (for
-MMBench the circular copies) with a key of `record.options`, then hands `{record.id: key}` to the scorer.
+MMBench the circular copies) with a key of `record.options`, then hands `{record.id: key}` to the scorer;
+a model's answers as text are scored with `answers="text"` (read as the peers read them: `answers`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from projlab.evaluation.mmbench import circular_expand, load_mmbench, score_mmbe
 from projlab.evaluation.records import BenchRecord
 from projlab.evaluation.seed import load_seed, score_seed
 
-SCORERS: dict[str, Callable[[Iterable[BenchRecord], Mapping[str, str]], dict[str, Any]]] = {
+SCORERS: dict[str, Callable[..., dict[str, Any]]] = {  # (records, predictions, answers="keys") -> scores
     "mmbench": score_mmbench,
     "seed": score_seed,
     "mme": score_mme,
@@ -49,5 +50,9 @@ def records_to_answer(name: str, records: Iterable[BenchRecord]) -> list[BenchRe
     return circular_expand(records) if _check(name) == "mmbench" else list(records)
 
 
-def score_benchmark(name: str, records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
-    return SCORERS[_check(name)](records, predictions)
+def score_benchmark(
+    name: str, records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
+    """The scores of `predictions`: option keys (`answers="keys"`, the model side) or a model's answers as
+    text (`answers="text"`)."""
+    return SCORERS[_check(name)](records, predictions, answers=answers)

@@ -10,8 +10,10 @@ question right / images, score = (acc + acc+) * 100. Perception = the sum of the
 scores, cognition = the sum of the rest's.
 
 A record's options are {"A": "Yes", "B": "No"} (letter keys, like every other benchmark, so the
-model side is the same) and its answer is "A" or "B"; the scorer takes "Yes"/"No" (case ignored) or the
-letter as a prediction. A record's id is "<sub-task>/<image stem>/<k>", k = 0, 1 the question's line in the image's .txt.
+model side is the same) and its answer is "A" or "B"; the scorer takes the letter or "Yes"/"No" (case
+ignored) as the model side's key, or a model's answer as text, read as the peers read it ("yes"/"no" as
+its first word; "A" is no answer there). A record's id is "<sub-task>/<image stem>/<k>", k = 0, 1 the
+question's line in the image's .txt.
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from projlab.errors import UserError
+from projlab.evaluation.answers import YES_NO, read_answers
 from projlab.evaluation.records import (
     BenchRecord,
     accuracy,
     check_answers,
     file_image_loader,
-    normalise_predictions,
+    is_right,
     one_line,
     verify_images,
 )
@@ -148,17 +151,22 @@ def load_mme(path: str | Path, verify: bool = False) -> list[BenchRecord]:
     return records
 
 
-def score_mme(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
+def score_mme(
+    records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
     """Per sub-task acc, acc+ and score = (acc + acc+) * 100; overall perception and cognition sums (over
-    the sub-tasks present) and plain question accuracy. A missing prediction counts as wrong."""
+    the sub-tasks present) and plain question accuracy. `predictions`: id -> key ("A"/"B" or "Yes"/"No"),
+    or with `answers="text"` a model's answer read as the peers read it (`projlab.evaluation.answers`).
+    A missing or unreadable prediction counts as wrong."""
     records = list(records)
     check_answers(records, BENCH)
     by_id = {r.id: r for r in records}
-    preds = normalise_predictions(BENCH, by_id, predictions, accept_text=True)
+    reading = read_answers(BENCH, by_id, predictions, answers, YES_NO, accept_text=True)
+    preds = reading.keys
 
     tasks: dict[str, dict[str, list[bool]]] = {}  # task -> image -> [right per question]
     for r in records:
-        tasks.setdefault(r.category, {}).setdefault(r.group, []).append(preds.get(r.id) == r.answer)
+        tasks.setdefault(r.category, {}).setdefault(r.group, []).append(is_right(r, preds))
     per_category: dict[str, dict[str, Any]] = {}
     for task in sorted(tasks, key=lambda t: (not is_perception(t), t.lower())):
         per_image = tasks[task]
@@ -175,7 +183,7 @@ def score_mme(records: Iterable[BenchRecord], predictions: Mapping[str, str]) ->
     perception = sum(v["score"] for k, v in per_category.items() if is_perception(k))
     cognition = sum(v["score"] for k, v in per_category.items() if not is_perception(k))
     spatial = {k: v for k, v in per_category.items() if k in SPATIAL_TASKS}
-    n_right = sum(preds.get(r.id) == r.answer for r in records)
+    n_right = sum(is_right(r, preds) for r in records)
     return {
         "benchmark": BENCH,
         "overall": {
@@ -190,5 +198,6 @@ def score_mme(records: Iterable[BenchRecord], predictions: Mapping[str, str]) ->
         "perception_tasks_missing": [t for t in PERCEPTION if t not in per_category],
         "cognition_tasks_missing": [t for t in COGNITION if t not in per_category],
         "n_predictions_expected": len(records),
-        "n_predictions_missing": sum(1 for r in records if r.id not in preds),
+        "n_predictions_missing": reading.missing(by_id),
+        "reading": reading.summary(),
     }

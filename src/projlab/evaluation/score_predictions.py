@@ -1,13 +1,15 @@
 """Score a predictions file against a public benchmark, without any model.
 
     python -m projlab.evaluation.score_predictions --bench mmbench|seed|mme --data PATH \
-        [--images FOLDER (seed)] --predictions FILE.json|FILE.jsonl [--out SCORES.json] [--verify-images]
+        [--images FOLDER (seed)] --predictions FILE.json|FILE.jsonl [--answers text|keys] [--out SCORES.json] \
+        [--verify-images]
 
-Predictions: a .json object {question id: option}, or a .json list / .jsonl lines of objects
+Predictions: a .json object {question id: answer}, or a .json list / .jsonl lines of objects
 {"id": ..., "prediction": ...} (also accepted: "question_id"/"index" for the id, "option"/"pred"/"choice"
-for the option) or one-key objects {id: option}. The option is a letter for MMBench and SEED-Bench,
-"Yes"/"No" (or A/B) for MME. MMBench ids are the TSV index, or "<index>-r<k>" for the circular shifts
-built when the file has none. Prints the scores as JSON; bad input exits 2 with one `error:` line.
+for the answer) or one-key objects {id: answer}. MMBench ids are the TSV index, or "<index>-r<k>" for the
+circular shifts built when the file has none. Answers are read as the peers read them (`--answers text`,
+the default: `projlab.evaluation.answers`); `--answers keys` scores projlab's own predictions_<bench>.json
+(option keys; MME "A" = Yes). Prints the scores as JSON; bad input exits 2 with one `error:` line.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from projlab.cli import ArgumentParser
 from projlab.errors import UserError, exit_on_user_error
+from projlab.evaluation.answers import ANSWER_MODES
 from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, score_benchmark
 from projlab.evaluation.records import one_line
 from projlab.io import write_json
@@ -85,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", required=True, help=f"one of {', '.join(BENCHMARKS)}")
     p.add_argument("--data", required=True, help="MMBench .tsv, SEED-Bench .json, or the MME folder")
     p.add_argument("--images", default=None, help="SEED-Bench image folder (default: the JSON's folder)")
-    p.add_argument("--predictions", required=True, help=".json or .jsonl: question id -> option")
+    p.add_argument("--predictions", required=True, help=".json or .jsonl: question id -> answer")
+    p.add_argument("--answers", default="text", choices=ANSWER_MODES,
+                   help="text: answers read as the peers read them (default); keys: option keys "
+                        "(projlab's predictions_<bench>.json)")
     p.add_argument("--out", default=None, help="also write the scores to this JSON file")
     p.add_argument("--verify-images", action="store_true", help="decode every image (fails on a broken one)")
     return p
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UserError(f"unknown benchmark {args.bench!r} (choose from {', '.join(BENCHMARKS)})")
     predictions = read_predictions(args.predictions)
     records = load_benchmark(bench, args.data, images=args.images, verify=args.verify_images)
-    scores = score_benchmark(bench, records, predictions)
+    scores = score_benchmark(bench, records, predictions, answers=args.answers)
     print(json.dumps(scores, indent=2))
     if args.out:
         try:

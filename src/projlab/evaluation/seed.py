@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from projlab.errors import UserError
+from projlab.evaluation.answers import OPTION, read_answers
 from projlab.evaluation.records import (
     BenchRecord,
     accuracy,
     check_answers,
     file_image_loader,
     is_missing,
-    normalise_predictions,
+    is_right,
     one_line,
     tally,
     verify_images,
@@ -111,15 +112,19 @@ def load_seed(path: str | Path, images: str | Path | None = None, verify: bool =
     return records
 
 
-def score_seed(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
+def score_seed(
+    records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
     """Accuracy per question type and overall (over all image questions, SEED-Bench's "Image" figure),
     with the spatial types (Spatial Relation, Instance Location) and the others summarised apart.
-    A missing prediction counts as wrong (see `n_predictions_missing`)."""
+    `predictions`: id -> letter, or with `answers="text"` a model's answer read as VLMEvalKit reads it
+    (`projlab.evaluation.answers`). A missing or unreadable prediction, or a question without an answer,
+    counts as wrong (see `n_predictions_missing`, `reading`, `n_without_answer`)."""
     records = list(records)
-    check_answers(records, BENCH)
+    n_without_answer = check_answers(records, BENCH)
     by_id = {r.id: r for r in records}
-    preds = normalise_predictions(BENCH, by_id, predictions)
-    results = [(r.category, preds.get(r.id) == r.answer) for r in records]
+    reading = read_answers(BENCH, by_id, predictions, answers, OPTION)
+    results = [(r.category, is_right(r, reading.keys)) for r in records]
     per_category = tally(results)
 
     def summary(rows: list[tuple[str, bool]]) -> dict[str, Any]:
@@ -134,5 +139,7 @@ def score_seed(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -
         "spatial": {**summary(spatial), "categories": {k: v for k, v in per_category.items() if k in SPATIAL_CATEGORIES}},
         "others": {**summary(others), "categories": {k: v for k, v in per_category.items() if k not in SPATIAL_CATEGORIES}},
         "n_predictions_expected": len(records),
-        "n_predictions_missing": sum(1 for r in records if r.id not in preds),
+        "n_predictions_missing": reading.missing(by_id),
+        "n_without_answer": n_without_answer,
+        "reading": reading.summary(),
     }
