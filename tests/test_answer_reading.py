@@ -140,6 +140,26 @@ def mme_tasks(root: Path) -> Path:
     return root
 
 
+def mme_download(tmp_path: Path) -> Path:
+    """MME/ as the download unpacks: MME_Benchmark_release_version/ with the sub-tasks and eval_tool/
+    (readme.txt, calculation.py's template results) beside them, and eval_tool/ beside the folder too."""
+    outer = tmp_path / "MME"
+    root = mme_tasks(outer / "MME_Benchmark_release_version")
+    for tool in (root / "eval_tool", outer / "eval_tool"):
+        (tool / "Your_Results").mkdir(parents=True)
+        (tool / "readme.txt").write_text("Put your results in Your_Results/, then run calculation.py\n")
+        (tool / "calculation.py").write_text("# MME's scoring script\n")
+        (tool / "Your_Results" / "existence.txt").write_text(f"a.jpg\t{YES_NO[0][0]}\tYes\n")
+    return outer
+
+
+def test_mme_reads_the_download_as_it_comes(tmp_path):
+    outer = mme_download(tmp_path)
+    inner = load_mme(outer / "MME_Benchmark_release_version")
+    assert sorted({r.category for r in inner}) == ["artwork", "existence"] and len(inner) == 8
+    assert [r.id for r in load_mme(outer)] == [r.id for r in inner]
+
+
 def test_mme_letters_are_keys_for_the_model_side_and_wrong_as_text(tmp_path):
     records = load_mme(mme_tasks(tmp_path / "MME"))
     letters = {r.id: r.answer for r in records}  # what option likelihood hands over: "A" = Yes, "B" = No

@@ -3,7 +3,8 @@
 Layout (as MME_Benchmark_release_version ships it): one folder per sub-task, each either with `images/`
 plus `questions_answer_YN/` (one .txt per image), or with the images and the .txt files side by side
 (same stem). Each .txt line is "question<TAB>Yes|No"; two questions per image. `path` may also be a
-single sub-task folder.
+single sub-task folder, or the folder that holds MME_Benchmark_release_version/ (with eval_tool/ beside
+it, as the download unpacks); other folders (eval_tool/ with its readme.txt) are not sub-tasks.
 
 Scoring (MME's calculation.py): per sub-task, acc = right questions / questions, acc+ = images with every
 question right / images, score = (acc + acc+) * 100. Perception = the sum of the perception sub-tasks'
@@ -67,13 +68,32 @@ def _layout(task_dir: Path) -> tuple[list[Path], dict[str, Path], Path]:
     return sorted(task_dir.glob("*.txt")), _images_in(task_dir), task_dir
 
 
-def _is_task_dir(folder: Path, strict: bool) -> bool:
+def _is_task_dir(folder: Path) -> bool:
+    """questions_answer_YN/, or .txt files that pair with images or sit in a folder named after a sub-task
+    (so a stray readme.txt, as in eval_tool/, makes no sub-task)."""
     if (folder / QA_DIR).is_dir():
         return True
     txts = {p.stem for p in folder.glob("*.txt")}
-    if strict:  # the root itself: only when its .txt files pair with images (not a stray readme.txt)
-        return bool(txts & set(_images_in(folder)))
-    return bool(txts)
+    return bool(txts) and (folder.name.lower() in _KNOWN or bool(txts & set(_images_in(folder))))
+
+
+def _task_dirs_in(folder: Path) -> list[Path]:
+    return [d for d in sorted(folder.iterdir())
+            if d.is_dir() and not d.name.startswith((".", "_")) and _is_task_dir(d)]
+
+
+def _find_task_dirs(root: Path) -> list[Path]:
+    """The sub-task folders: `root` itself, its sub-folders, or those of the one sub-folder holding them."""
+    if _is_task_dir(root):
+        return [root]
+    task_dirs = _task_dirs_in(root)
+    if task_dirs:
+        return task_dirs
+    holders = {d: found for d in sorted(root.iterdir()) if d.is_dir() and (found := _task_dirs_in(d))}
+    if len(holders) > 1:
+        raise UserError(one_line(f"{BENCH}: {root} holds several MME folders ({', '.join(d.name for d in holders)}): "
+                                 "name one"))
+    return next(iter(holders.values()), [])
 
 
 def _parse(txt: Path) -> list[tuple[str, str]]:
@@ -111,13 +131,7 @@ def load_mme(path: str | Path, verify: bool = False) -> list[BenchRecord]:
     root = Path(path)
     if not root.is_dir():
         raise UserError(f"{BENCH}: data folder not found: {root}")
-    if _is_task_dir(root, strict=True):
-        task_dirs = [root]
-    else:
-        task_dirs = [
-            d for d in sorted(root.iterdir())
-            if d.is_dir() and not d.name.startswith((".", "_")) and _is_task_dir(d, strict=False)
-        ]
+    task_dirs = _find_task_dirs(root)
     if not task_dirs:
         raise UserError(f"{BENCH}: no MME sub-task folder (with {QA_DIR}/ or .txt question files) in {root}")
 
