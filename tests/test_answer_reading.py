@@ -1,18 +1,20 @@
-"""Model answers as free text, read and scored as the peers read and score them (VLMEvalKit's can_infer for
-options, the first word for MME's yes/no); the figures are worked out by hand in the comments."""
+"""Predictions as the peers write them (free text, VLMEvalKit's TSV, SEED-Bench's results.json, MME's results
+folder) read as the peers read them; the figures are worked out by hand in the comments."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from projlab.errors import UserError
 from projlab.evaluation.answers import read_option, read_yes_no
-from projlab.evaluation.mme import load_mme, score_mme
+from projlab.evaluation.mme import load_mme, read_results_folder, score_mme
 from projlab.evaluation.mmbench import load_mmbench, score_mmbench
 from projlab.evaluation.seed import load_seed, score_seed
-from test_benchmark_formats import (BASE_ROWS, RED, SEED_TYPES, image_bytes, run_cli,
+from test_benchmark_formats import (BASE_ROWS, RED, SEED_TYPES, assert_one_line_error, image_bytes, run_cli,
                                     seed_question, write_mme_task, write_tsv)
 
 CORNERS = {"A": "top-left", "B": "top-right", "C": "bottom-left", "D": "bottom-right"}
@@ -96,6 +98,21 @@ def test_mmbench_free_text_scored_as_the_peers_score_it(tmp_path):
     }
 
 
+def test_mmbench_vlmevalkit_predictions_file(tmp_path):
+    data = write_tsv(tmp_path / "MMBench_DEV_EN.tsv", mmbench_rows())
+    as_json = tmp_path / "preds.json"
+    as_json.write_text(json.dumps({str(k): v for k, v in MMBENCH_ANSWERS.items()}))
+    preds = pd.DataFrame([{k: v for k, v in row.items() if k != "image"} | {"prediction": MMBENCH_ANSWERS[row["index"]]}
+                          for row in mmbench_rows()])
+    as_tsv = tmp_path / "model_MMBench_DEV_EN.tsv"  # VLMEvalKit's form: the data rows and a prediction column
+    preds.to_csv(as_tsv, sep="\t", index=False)
+    res_tsv = run_cli("--bench", "mmbench", "--data", data, "--predictions", as_tsv)
+    res_json = run_cli("--bench", "mmbench", "--data", data, "--predictions", as_json)
+    assert res_tsv.returncode == 0, res_tsv.stderr
+    assert json.loads(res_tsv.stdout) == json.loads(res_json.stdout)
+    assert json.loads(res_tsv.stdout)["overall"]["accuracy"] == 0.4
+
+
 def test_mmbench_keys_and_rows_without_answers(tmp_path):
     recs = load_mmbench(write_tsv(tmp_path / "dev.tsv", mmbench_rows()))
     keys = {"5": "A", "1000005": "D", "2000005": "C", "3000005": "B", "6": "B", "1000006": "A", "7": "A",
@@ -130,6 +147,20 @@ def test_seed_free_text_and_a_question_without_answer(tmp_path):
     assert s["reading"]["unreadable_examples"] == [{"id": "105", "prediction": None}]
 
 
+@pytest.mark.parametrize("line_end", ["\n", ",\n"])  # eval.py's results.json; the leaderboard's files
+def test_seed_results_json_as_eval_py_writes_it(tmp_path, line_end):
+    data = seed_records(tmp_path)
+    lines = [*SEED_ANSWERS.items(), ("v1", "A"), ("101", "A")]  # a video question, a line appended by a rerun
+    results = tmp_path / "results" / "results.json"
+    results.parent.mkdir()
+    results.write_text(line_end.join(json.dumps({"question_id": q, "prediction": p}) for q, p in lines))
+    res = run_cli("--bench", "seed", "--data", data, "--predictions", results)
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert s["overall"] == {"accuracy": pytest.approx(4 / 6), "n": 6}  # as the test above
+    assert (s["n_predictions_not_scored"], s["n_predictions_missing"]) == (1, 0)
+
+
 YES_NO = [("Is there a dog in this image? Please answer yes or no.", "Yes"),
           ("Is there a cat in this image? Please answer yes or no.", "No")]
 
@@ -158,6 +189,35 @@ def test_mme_reads_the_download_as_it_comes(tmp_path):
     inner = load_mme(outer / "MME_Benchmark_release_version")
     assert sorted({r.category for r in inner}) == ["artwork", "existence"] and len(inner) == 8
     assert [r.id for r in load_mme(outer)] == [r.id for r in inner]
+
+
+def test_mme_calculation_results_folder_read_as_the_peers(tmp_path):
+    data = mme_download(tmp_path) / "MME_Benchmark_release_version"
+    results = tmp_path / "answers" / "model"
+    results.mkdir(parents=True)
+    (q0, _), (q1, _) = YES_NO
+    (results / "existence.txt").write_text(
+        f"a.jpg\t{q0}\tYes\tYes, there is a dog.\na.jpg\t{q1}\tNo\tNo.\n"  # image a: both right
+        f"b.jpg\t{q0}\tYes\tA\nb.jpg\t{q1}\tNo\tno\n")  # "A" is no Yes
+    (results / "artwork.txt").write_text(
+        f"d.jpg\t{q0}\tYes\tyes\nd.jpg\t{q1}\tNo\tB\ne.jpg\t{q0}\tYes\tYes\ne.jpg\t{q1}\tNo\tnope\n")
+    (results / "notes.txt").write_text("not a sub-task: calculation.py reads only the sub-tasks' files\n")
+
+    res = run_cli("--bench", "mme", "--data", data, "--predictions", results)
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    # existence: acc 3/4, acc+ 1/2 -> 125; artwork: acc 2/4, acc+ 0 -> 50
+    assert s["per_category"]["existence"]["score"] == 125.0 and s["per_category"]["artwork"]["score"] == 50.0
+    assert s["overall"]["perception"] == 175.0 and s["overall"]["accuracy"] == 5 / 8
+    assert s["reading"]["rule"] == "yes_no_first_word"
+    assert s["reading"]["read_as"] == {"first_word": 5, "unreadable": 3}
+    assert [e["prediction"] for e in s["reading"]["unreadable_examples"]] == ["B", "nope", "A"]
+
+    records = load_mme(data)
+    (results / "existence.txt").write_text(f"c.jpg\t{q0}\tYes\tYes\n")
+    with pytest.raises(UserError) as err:
+        read_results_folder(results, records)
+    assert_one_line_error(err, "existence.txt:1", "'c.jpg'")
 
 
 def test_mme_letters_are_keys_for_the_model_side_and_wrong_as_text(tmp_path):

@@ -404,6 +404,7 @@ def test_cli_end_to_end(mmbench_base, seed_files, mme_root, tmp_path):
         ("missing_data", "not found"),
         ("unknown_id", "unknown question id"),
         ("not_json", "not JSON"),
+        ("conflicting", "two different predictions"),
         ("missing_argument", "--predictions"),
     ],
 )
@@ -419,6 +420,8 @@ def test_cli_bad_input_is_one_error_line(case, expect, mmbench_base, tmp_path):
         preds.write_text(json.dumps({"12345": "A"}))
     elif case == "not_json":
         preds.write_text("{not json")
+    elif case == "conflicting":  # JSON lines under a .json name, one id answered twice, differently
+        preds.write_text(json.dumps({"id": "0", "prediction": "A"}) + "\n" + json.dumps({"id": "0", "prediction": "B"}))
     elif case == "missing_argument":
         args = args[:4]
     res = run_cli(*args)

@@ -14,7 +14,7 @@ from projlab.errors import UserError
 from projlab.evaluation.mme import load_mme, score_mme
 from projlab.evaluation.mmbench import circular_expand, load_mmbench, score_mmbench
 from projlab.evaluation.records import BenchRecord
-from projlab.evaluation.seed import load_seed, score_seed
+from projlab.evaluation.seed import load_seed, score_seed, video_question_ids
 
 SCORERS: dict[str, Callable[..., dict[str, Any]]] = {  # (records, predictions, answers="keys") -> scores
     "mmbench": score_mmbench,
@@ -48,6 +48,12 @@ def load_benchmark(
 def records_to_answer(name: str, records: Iterable[BenchRecord]) -> list[BenchRecord]:
     """The records a model must answer to be scored: MMBench's circular copies, the records otherwise."""
     return circular_expand(records) if _check(name) == "mmbench" else list(records)
+
+
+def unscored_ids(name: str, path: str | Path) -> set[str]:
+    """Ids of the data file's questions that are not scored, whose predictions are left aside rather than
+    refused as unknown: SEED-Bench's video questions."""
+    return video_question_ids(path) if _check(name) == "seed" else set()
 
 
 def score_benchmark(

@@ -14,7 +14,8 @@ A record's options are {"A": "Yes", "B": "No"} (letter keys, like every other be
 model side is the same) and its answer is "A" or "B"; the scorer takes the letter or "Yes"/"No" (case
 ignored) as the model side's key, or a model's answer as text, read as the peers read it ("yes"/"no" as
 its first word; "A" is no answer there). A record's id is "<sub-task>/<image stem>/<k>", k = 0, 1 the
-question's line in the image's .txt.
+question's line in the image's .txt. `read_results_folder` reads calculation.py's own input (one
+"<sub-task>.txt" per sub-task, lines "image<TAB>question<TAB>answer<TAB>prediction").
 """
 from __future__ import annotations
 
@@ -163,6 +164,39 @@ def load_mme(path: str | Path, verify: bool = False) -> list[BenchRecord]:
     if verify:
         verify_images(records)
     return records
+
+
+def read_results_folder(folder: str | Path, records: Iterable[BenchRecord]) -> dict[str, str]:
+    """id -> prediction from MME calculation.py's input folder: "<sub-task>.txt" files (other files are not
+    read, as calculation.py reads only the sub-tasks' names) whose lines "image<TAB>question<TAB>answer<TAB>
+    prediction" are matched to `records` by sub-task, image stem and question. Raises `UserError` for a
+    line that names no question of the data."""
+    folder = Path(folder)
+    by_key: dict[tuple[str, str, str], list[str]] = {}
+    for r in records:
+        by_key.setdefault((r.category, r.group.split("/", 1)[1], r.question), []).append(r.id)
+    out: dict[str, str] = {}
+    for txt in sorted(folder.glob("*.txt")):
+        if txt.stem.lower() not in _KNOWN:
+            continue
+        task = canonical_task(txt.stem)
+        try:
+            lines = txt.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(one_line(f"{BENCH}: cannot read {txt}: {err}")) from None
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t", 3)
+            if len(fields) < 4:
+                raise UserError(f"{BENCH}: {txt}:{lineno}: expected 'image<TAB>question<TAB>answer<TAB>prediction'")
+            image, question, _, prediction = fields
+            ids = by_key.get((task, Path(image.strip()).stem, question.strip()))
+            if not ids:
+                raise UserError(one_line(f"{BENCH}: {txt}:{lineno}: no question {question.strip()!r} about image "
+                                         f"{image.strip()!r} in the {task} data"))
+            out[ids.pop(0)] = prediction
+    return out
 
 
 def score_mme(

@@ -42,22 +42,39 @@ SPATIAL_CATEGORIES = ("Spatial Relation", "Instance Location")
 _CHOICES = (("A", "choice_a"), ("B", "choice_b"), ("C", "choice_c"), ("D", "choice_d"))
 
 
-def load_seed(path: str | Path, images: str | Path | None = None, verify: bool = False) -> list[BenchRecord]:
-    """Read SEED-Bench's JSON: one record per image question, id = str(question_id), category = the
-    question type's name. Images are `images / data_id` (default folder: the JSON file's folder), read
-    when `record.image()` is called (or all of them here when `verify` is true)."""
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{BENCH}: data file not found: {path}")
-    image_dir = Path(images) if images is not None else path.parent
-    if images is not None and not image_dir.is_dir():
-        raise UserError(f"{BENCH}: image folder not found: {image_dir}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise UserError(one_line(f"{BENCH}: cannot read {path} as JSON: {err}")) from None
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise UserError(f'{BENCH}: {path} is not SEED-Bench JSON (expected an object with a "questions" list)')
+    return data
+
+
+def _is_image(question: dict[str, Any]) -> bool:
+    return str(question.get("data_type", "image")).strip().lower() == "image"
+
+
+def video_question_ids(path: str | Path) -> set[str]:
+    """The ids of the questions `load_seed` leaves out (video): SEED-Bench's own eval.py answers them too,
+    so its results.json holds predictions for them."""
+    questions = _read(Path(path))["questions"]
+    return {str(q["question_id"]).strip() for q in questions if isinstance(q, dict) and "question_id" in q
+            and not _is_image(q)}
+
+
+def load_seed(path: str | Path, images: str | Path | None = None, verify: bool = False) -> list[BenchRecord]:
+    """Read SEED-Bench's JSON: one record per image question, id = str(question_id), category = the
+    question type's name. Images are `images / data_id` (default folder: the JSON file's folder), read
+    when `record.image()` is called (or all of them here when `verify` is true)."""
+    path = Path(path)
+    data = _read(path)
+    image_dir = Path(images) if images is not None else path.parent
+    if images is not None and not image_dir.is_dir():
+        raise UserError(f"{BENCH}: image folder not found: {image_dir}")
     types = data.get("question_type") or QUESTION_TYPES
     try:
         names = {int(v): str(k) for k, v in types.items()}
@@ -69,7 +86,7 @@ def load_seed(path: str | Path, images: str | Path | None = None, verify: bool =
     for n, q in enumerate(data["questions"]):
         if not isinstance(q, dict):
             raise UserError(f"{BENCH}: question #{n} is not an object")
-        if str(q.get("data_type", "image")).strip().lower() != "image":
+        if not _is_image(q):
             continue
         if "question_id" not in q:
             raise UserError(f"{BENCH}: question #{n} has no question_id")
