@@ -403,7 +403,8 @@ def test_cli_end_to_end(mmbench_base, seed_files, mme_root, tmp_path):
         ("unknown_bench", "unknown benchmark"),
         ("missing_data", "not found"),
         ("unknown_id", "unknown question id"),
-        ("invalid_letter", "invalid prediction"),
+        ("not_json", "not JSON"),
+        ("conflicting", "two different predictions"),
         ("missing_argument", "--predictions"),
     ],
 )
@@ -417,8 +418,10 @@ def test_cli_bad_input_is_one_error_line(case, expect, mmbench_base, tmp_path):
         args[3] = tmp_path / "nowhere.tsv"
     elif case == "unknown_id":
         preds.write_text(json.dumps({"12345": "A"}))
-    elif case == "invalid_letter":
-        preds.write_text(json.dumps({"1": "D"}))  # question 1 has options A and B only
+    elif case == "not_json":
+        preds.write_text("{not json")
+    elif case == "conflicting":  # JSON lines under a .json name, one id answered twice, differently
+        preds.write_text(json.dumps({"id": "0", "prediction": "A"}) + "\n" + json.dumps({"id": "0", "prediction": "B"}))
     elif case == "missing_argument":
         args = args[:4]
     res = run_cli(*args)

@@ -2,7 +2,8 @@
 
 The formats and scoring rules live one per module (`mmbench`, `seed`, `mme`); the record type in
 `records`. A model-side evaluation answers every record of `records_to_answer(name, records)` (for
-MMBench the circular copies) with a key of `record.options`, then hands `{record.id: key}` to the scorer.
+MMBench the circular copies) with a key of `record.options`, then hands `{record.id: key}` to the scorer;
+a model's answers as text are scored with `answers="text"` (read as the peers read them: `answers`).
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from projlab.errors import UserError
 from projlab.evaluation.mme import load_mme, score_mme
 from projlab.evaluation.mmbench import circular_expand, load_mmbench, score_mmbench
 from projlab.evaluation.records import BenchRecord
-from projlab.evaluation.seed import load_seed, score_seed
+from projlab.evaluation.seed import load_seed, score_seed, video_question_ids
 
-SCORERS: dict[str, Callable[[Iterable[BenchRecord], Mapping[str, str]], dict[str, Any]]] = {
+SCORERS: dict[str, Callable[..., dict[str, Any]]] = {  # (records, predictions, answers="keys") -> scores
     "mmbench": score_mmbench,
     "seed": score_seed,
     "mme": score_mme,
@@ -49,5 +50,15 @@ def records_to_answer(name: str, records: Iterable[BenchRecord]) -> list[BenchRe
     return circular_expand(records) if _check(name) == "mmbench" else list(records)
 
 
-def score_benchmark(name: str, records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
-    return SCORERS[_check(name)](records, predictions)
+def unscored_ids(name: str, path: str | Path) -> set[str]:
+    """Ids of the data file's questions that are not scored, whose predictions are left aside rather than
+    refused as unknown: SEED-Bench's video questions."""
+    return video_question_ids(path) if _check(name) == "seed" else set()
+
+
+def score_benchmark(
+    name: str, records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
+    """The scores of `predictions`: option keys (`answers="keys"`, the model side) or a model's answers as
+    text (`answers="text"`)."""
+    return SCORERS[_check(name)](records, predictions, answers=answers)

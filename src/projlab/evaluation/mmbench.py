@@ -9,7 +9,8 @@ index instead of repeating the same image, which is resolved here. Options that 
 Circular evaluation (MMBench's rule): the options of a question with N options are shifted N times
 (ABCD, BCDA, CDAB, DABC, the answer letter following its text); the question counts as correct only if
 every shifted copy is answered correctly. Files that carry the shifted copies themselves give them indices
-`base + k * 1_000_000`, so copies are grouped by `index % 1_000_000`. A file whose indices are all below
+`base + k * 1_000_000`, so copies are grouped by `index % 1_000_000`; as for the peers, the questions are
+the rows below 1e6, so copies whose base row is absent are not scored. A file whose indices are all below
 1e6 has one row per question and `circular_expand` builds the N shifts (ids "<index>-r<k>").
 """
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from projlab.errors import UserError
+from projlab.evaluation.answers import OPTION, read_answers
 from projlab.evaluation.records import (
     BenchRecord,
     accuracy,
     base64_image_loader,
     check_answers,
     is_missing,
-    normalise_predictions,
+    is_right,
     one_line,
     verify_images,
 )
@@ -190,14 +192,19 @@ def _by(key: str, results: list[tuple[BenchRecord, bool, bool]]) -> dict[str, di
     return {k: _summary(v) for k, v in sorted(buckets.items())}
 
 
-def score_mmbench(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
-    """Score `predictions` (id -> letter) against `records` (as loaded, or as `circular_expand`ed).
+def score_mmbench(
+    records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
+    """Score `predictions` (id -> letter, or with `answers="text"` a model's answer read as VLMEvalKit
+    reads it: `projlab.evaluation.answers`) against `records` (as loaded, or as `circular_expand`ed).
 
     `accuracy` is MMBench's circular accuracy (a question counts only if all its shifted copies are
     right), `plain_accuracy` scores the unshifted copy alone; `n` counts questions (not copies). Ids are
     those of `circular_expand(records)`; for generated shifts "<index>" is also accepted for "<index>-r0".
-    A missing prediction counts as wrong (see `n_predictions_missing`). Raises `UserError` for a
-    prediction naming an unknown id or a letter that is not one of that question's options.
+    As the peers score: a question is a row with index < 1e6 (copies whose base row is absent are left
+    out, see `n_copies_without_base`); a missing or unreadable prediction, or a row without an answer,
+    counts as wrong. Raises `UserError` for a prediction naming an unknown id (and, for keys, a letter
+    that is not one of that question's options).
     """
     records = list(records)
     check_answers(records, BENCH)
@@ -206,18 +213,25 @@ def score_mmbench(records: Iterable[BenchRecord], predictions: Mapping[str, str]
     if len(by_id) != len(full):
         raise UserError(f"{BENCH}: duplicate record ids among the records to score")
     aliases = {r.group: r.id for r in full if r.rotation == 0 and r.id != r.group and r.group not in by_id}
-    preds = normalise_predictions(BENCH, by_id, predictions, aliases)
-
     groups: dict[str, list[BenchRecord]] = {}
     for r in full:
         groups.setdefault(r.group, []).append(r)
+    orphans = {r.id for members in groups.values() if all(m.rotation > 0 for m in members) for r in members}
+    scored_predictions = {k: v for k, v in predictions.items() if str(k).strip() not in orphans}
+    reading = read_answers(BENCH, by_id, scored_predictions, answers, OPTION, aliases)
+    preds = reading.keys
+
     results: list[tuple[BenchRecord, bool, bool]] = []
+    scored: list[BenchRecord] = []
+    n_without_answer = 0
     for members in groups.values():
         members.sort(key=lambda r: r.rotation)
         primary = members[0]
-        plain = preds.get(primary.id) == primary.answer
-        circ = all(preds.get(r.id) == r.answer for r in members)
-        results.append((primary, circ, plain))
+        if primary.rotation > 0:
+            continue
+        scored += members
+        n_without_answer += any(r.answer is None for r in members)
+        results.append((primary, all(is_right(r, preds) for r in members), is_right(primary, preds)))
 
     per_category = _by("category", results)
     spatial = {k: v for k, v in per_category.items() if is_spatial(k)}
@@ -235,8 +249,11 @@ def score_mmbench(records: Iterable[BenchRecord], predictions: Mapping[str, str]
             "categories": others,
         },
         "circular_copies": "file" if any(r.rotation > 0 for r in records) else "generated",
-        "n_predictions_expected": len(full),
-        "n_predictions_missing": sum(1 for r in full if r.id not in preds),
+        "n_predictions_expected": len(scored),
+        "n_predictions_missing": reading.missing(r.id for r in scored),
+        "n_without_answer": n_without_answer,
+        "n_copies_without_base": len(orphans),
+        "reading": reading.summary(),
     }
     per_l2 = _by("l2_category", results)
     if per_l2:

@@ -3,15 +3,19 @@
 Layout (as MME_Benchmark_release_version ships it): one folder per sub-task, each either with `images/`
 plus `questions_answer_YN/` (one .txt per image), or with the images and the .txt files side by side
 (same stem). Each .txt line is "question<TAB>Yes|No"; two questions per image. `path` may also be a
-single sub-task folder.
+single sub-task folder, or the folder that holds MME_Benchmark_release_version/ (with eval_tool/ beside
+it, as the download unpacks); other folders (eval_tool/ with its readme.txt) are not sub-tasks.
 
 Scoring (MME's calculation.py): per sub-task, acc = right questions / questions, acc+ = images with every
 question right / images, score = (acc + acc+) * 100. Perception = the sum of the perception sub-tasks'
 scores, cognition = the sum of the rest's.
 
 A record's options are {"A": "Yes", "B": "No"} (letter keys, like every other benchmark, so the
-model side is the same) and its answer is "A" or "B"; the scorer takes "Yes"/"No" (case ignored) or the
-letter as a prediction. A record's id is "<sub-task>/<image stem>/<k>", k = 0, 1 the question's line in the image's .txt.
+model side is the same) and its answer is "A" or "B"; the scorer takes the letter or "Yes"/"No" (case
+ignored) as the model side's key, or a model's answer as text, read as the peers read it ("yes"/"no" as
+its first word; "A" is no answer there). A record's id is "<sub-task>/<image stem>/<k>", k = 0, 1 the
+question's line in the image's .txt. `read_results_folder` reads calculation.py's own input (one
+"<sub-task>.txt" per sub-task, lines "image<TAB>question<TAB>answer<TAB>prediction").
 """
 from __future__ import annotations
 
@@ -19,12 +23,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from projlab.errors import UserError
+from projlab.evaluation.answers import YES_NO, read_answers
 from projlab.evaluation.records import (
     BenchRecord,
     accuracy,
     check_answers,
     file_image_loader,
-    normalise_predictions,
+    is_right,
     one_line,
     verify_images,
 )
@@ -64,13 +69,32 @@ def _layout(task_dir: Path) -> tuple[list[Path], dict[str, Path], Path]:
     return sorted(task_dir.glob("*.txt")), _images_in(task_dir), task_dir
 
 
-def _is_task_dir(folder: Path, strict: bool) -> bool:
+def _is_task_dir(folder: Path) -> bool:
+    """questions_answer_YN/, or .txt files that pair with images or sit in a folder named after a sub-task
+    (so a stray readme.txt, as in eval_tool/, makes no sub-task)."""
     if (folder / QA_DIR).is_dir():
         return True
     txts = {p.stem for p in folder.glob("*.txt")}
-    if strict:  # the root itself: only when its .txt files pair with images (not a stray readme.txt)
-        return bool(txts & set(_images_in(folder)))
-    return bool(txts)
+    return bool(txts) and (folder.name.lower() in _KNOWN or bool(txts & set(_images_in(folder))))
+
+
+def _task_dirs_in(folder: Path) -> list[Path]:
+    return [d for d in sorted(folder.iterdir())
+            if d.is_dir() and not d.name.startswith((".", "_")) and _is_task_dir(d)]
+
+
+def _find_task_dirs(root: Path) -> list[Path]:
+    """The sub-task folders: `root` itself, its sub-folders, or those of the one sub-folder holding them."""
+    if _is_task_dir(root):
+        return [root]
+    task_dirs = _task_dirs_in(root)
+    if task_dirs:
+        return task_dirs
+    holders = {d: found for d in sorted(root.iterdir()) if d.is_dir() and (found := _task_dirs_in(d))}
+    if len(holders) > 1:
+        raise UserError(one_line(f"{BENCH}: {root} holds several MME folders ({', '.join(d.name for d in holders)}): "
+                                 "name one"))
+    return next(iter(holders.values()), [])
 
 
 def _parse(txt: Path) -> list[tuple[str, str]]:
@@ -108,13 +132,7 @@ def load_mme(path: str | Path, verify: bool = False) -> list[BenchRecord]:
     root = Path(path)
     if not root.is_dir():
         raise UserError(f"{BENCH}: data folder not found: {root}")
-    if _is_task_dir(root, strict=True):
-        task_dirs = [root]
-    else:
-        task_dirs = [
-            d for d in sorted(root.iterdir())
-            if d.is_dir() and not d.name.startswith((".", "_")) and _is_task_dir(d, strict=False)
-        ]
+    task_dirs = _find_task_dirs(root)
     if not task_dirs:
         raise UserError(f"{BENCH}: no MME sub-task folder (with {QA_DIR}/ or .txt question files) in {root}")
 
@@ -148,17 +166,55 @@ def load_mme(path: str | Path, verify: bool = False) -> list[BenchRecord]:
     return records
 
 
-def score_mme(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
+def read_results_folder(folder: str | Path, records: Iterable[BenchRecord]) -> dict[str, str]:
+    """id -> prediction from MME calculation.py's input folder: "<sub-task>.txt" files (other files are not
+    read, as calculation.py reads only the sub-tasks' names) whose lines "image<TAB>question<TAB>answer<TAB>
+    prediction" are matched to `records` by sub-task, image stem and question. Raises `UserError` for a
+    line that names no question of the data."""
+    folder = Path(folder)
+    by_key: dict[tuple[str, str, str], list[str]] = {}
+    for r in records:
+        by_key.setdefault((r.category, r.group.split("/", 1)[1], r.question), []).append(r.id)
+    out: dict[str, str] = {}
+    for txt in sorted(folder.glob("*.txt")):
+        if txt.stem.lower() not in _KNOWN:
+            continue
+        task = canonical_task(txt.stem)
+        try:
+            lines = txt.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(one_line(f"{BENCH}: cannot read {txt}: {err}")) from None
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t", 3)
+            if len(fields) < 4:
+                raise UserError(f"{BENCH}: {txt}:{lineno}: expected 'image<TAB>question<TAB>answer<TAB>prediction'")
+            image, question, _, prediction = fields
+            ids = by_key.get((task, Path(image.strip()).stem, question.strip()))
+            if not ids:
+                raise UserError(one_line(f"{BENCH}: {txt}:{lineno}: no question {question.strip()!r} about image "
+                                         f"{image.strip()!r} in the {task} data"))
+            out[ids.pop(0)] = prediction
+    return out
+
+
+def score_mme(
+    records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
     """Per sub-task acc, acc+ and score = (acc + acc+) * 100; overall perception and cognition sums (over
-    the sub-tasks present) and plain question accuracy. A missing prediction counts as wrong."""
+    the sub-tasks present) and plain question accuracy. `predictions`: id -> key ("A"/"B" or "Yes"/"No"),
+    or with `answers="text"` a model's answer read as the peers read it (`projlab.evaluation.answers`).
+    A missing or unreadable prediction counts as wrong."""
     records = list(records)
     check_answers(records, BENCH)
     by_id = {r.id: r for r in records}
-    preds = normalise_predictions(BENCH, by_id, predictions, accept_text=True)
+    reading = read_answers(BENCH, by_id, predictions, answers, YES_NO, accept_text=True)
+    preds = reading.keys
 
     tasks: dict[str, dict[str, list[bool]]] = {}  # task -> image -> [right per question]
     for r in records:
-        tasks.setdefault(r.category, {}).setdefault(r.group, []).append(preds.get(r.id) == r.answer)
+        tasks.setdefault(r.category, {}).setdefault(r.group, []).append(is_right(r, preds))
     per_category: dict[str, dict[str, Any]] = {}
     for task in sorted(tasks, key=lambda t: (not is_perception(t), t.lower())):
         per_image = tasks[task]
@@ -175,7 +231,7 @@ def score_mme(records: Iterable[BenchRecord], predictions: Mapping[str, str]) ->
     perception = sum(v["score"] for k, v in per_category.items() if is_perception(k))
     cognition = sum(v["score"] for k, v in per_category.items() if not is_perception(k))
     spatial = {k: v for k, v in per_category.items() if k in SPATIAL_TASKS}
-    n_right = sum(preds.get(r.id) == r.answer for r in records)
+    n_right = sum(is_right(r, preds) for r in records)
     return {
         "benchmark": BENCH,
         "overall": {
@@ -190,5 +246,6 @@ def score_mme(records: Iterable[BenchRecord], predictions: Mapping[str, str]) ->
         "perception_tasks_missing": [t for t in PERCEPTION if t not in per_category],
         "cognition_tasks_missing": [t for t in COGNITION if t not in per_category],
         "n_predictions_expected": len(records),
-        "n_predictions_missing": sum(1 for r in records if r.id not in preds),
+        "n_predictions_missing": reading.missing(by_id),
+        "reading": reading.summary(),
     }

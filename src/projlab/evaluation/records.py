@@ -2,8 +2,8 @@
 
 A `BenchRecord` carries the same core fields as `projlab.data.spatial.Item` (id, question, options,
 answer, category), so the model side can treat the built-in benchmark and the public ones alike: it
-scores every option of `record.options` by likelihood and predicts the winning *key* (a letter for
-MMBench and SEED-Bench, "Yes"/"No" for MME). The scorers take `{record.id: key}`.
+scores every option of `record.options` by likelihood and predicts the winning *key* (a letter; for MME
+"A" = Yes, "B" = No). The scorers take `{record.id: key}`, or a model's answers as text (`answers`).
 """
 from __future__ import annotations
 
@@ -124,10 +124,19 @@ def accuracy(correct: int, n: int) -> float | None:
     return correct / n if n else None
 
 
-def check_answers(records: Iterable[BenchRecord], benchmark: str) -> None:
-    for rec in records:
-        if rec.answer is None:
-            raise UserError(f"{benchmark}: index {rec.index} has no answer in the data file: cannot score")
+def check_answers(records: Iterable[BenchRecord], benchmark: str) -> int:
+    """The number of records without an answer, which score as wrong (as the peers score them). Raises
+    `UserError` when no record has one (a test split: there is nothing to score against)."""
+    records = list(records)
+    missing = sum(1 for rec in records if rec.answer is None)
+    if records and missing == len(records):
+        raise UserError(f"{benchmark}: the data file has no answer for any question (a test split?): cannot score")
+    return missing
+
+
+def is_right(record: BenchRecord, predictions: Mapping[str, str]) -> bool:
+    """Whether `predictions` (id -> option key) answers `record` right; a record without an answer never is."""
+    return record.answer is not None and predictions.get(record.id) == record.answer
 
 
 def normalise_predictions(

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from projlab.errors import UserError
+from projlab.evaluation.answers import OPTION, read_answers
 from projlab.evaluation.records import (
     BenchRecord,
     accuracy,
     check_answers,
     file_image_loader,
     is_missing,
-    normalise_predictions,
+    is_right,
     one_line,
     tally,
     verify_images,
@@ -41,22 +42,39 @@ SPATIAL_CATEGORIES = ("Spatial Relation", "Instance Location")
 _CHOICES = (("A", "choice_a"), ("B", "choice_b"), ("C", "choice_c"), ("D", "choice_d"))
 
 
-def load_seed(path: str | Path, images: str | Path | None = None, verify: bool = False) -> list[BenchRecord]:
-    """Read SEED-Bench's JSON: one record per image question, id = str(question_id), category = the
-    question type's name. Images are `images / data_id` (default folder: the JSON file's folder), read
-    when `record.image()` is called (or all of them here when `verify` is true)."""
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{BENCH}: data file not found: {path}")
-    image_dir = Path(images) if images is not None else path.parent
-    if images is not None and not image_dir.is_dir():
-        raise UserError(f"{BENCH}: image folder not found: {image_dir}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise UserError(one_line(f"{BENCH}: cannot read {path} as JSON: {err}")) from None
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise UserError(f'{BENCH}: {path} is not SEED-Bench JSON (expected an object with a "questions" list)')
+    return data
+
+
+def _is_image(question: dict[str, Any]) -> bool:
+    return str(question.get("data_type", "image")).strip().lower() == "image"
+
+
+def video_question_ids(path: str | Path) -> set[str]:
+    """The ids of the questions `load_seed` leaves out (video): SEED-Bench's own eval.py answers them too,
+    so its results.json holds predictions for them."""
+    questions = _read(Path(path))["questions"]
+    return {str(q["question_id"]).strip() for q in questions if isinstance(q, dict) and "question_id" in q
+            and not _is_image(q)}
+
+
+def load_seed(path: str | Path, images: str | Path | None = None, verify: bool = False) -> list[BenchRecord]:
+    """Read SEED-Bench's JSON: one record per image question, id = str(question_id), category = the
+    question type's name. Images are `images / data_id` (default folder: the JSON file's folder), read
+    when `record.image()` is called (or all of them here when `verify` is true)."""
+    path = Path(path)
+    data = _read(path)
+    image_dir = Path(images) if images is not None else path.parent
+    if images is not None and not image_dir.is_dir():
+        raise UserError(f"{BENCH}: image folder not found: {image_dir}")
     types = data.get("question_type") or QUESTION_TYPES
     try:
         names = {int(v): str(k) for k, v in types.items()}
@@ -68,7 +86,7 @@ def load_seed(path: str | Path, images: str | Path | None = None, verify: bool =
     for n, q in enumerate(data["questions"]):
         if not isinstance(q, dict):
             raise UserError(f"{BENCH}: question #{n} is not an object")
-        if str(q.get("data_type", "image")).strip().lower() != "image":
+        if not _is_image(q):
             continue
         if "question_id" not in q:
             raise UserError(f"{BENCH}: question #{n} has no question_id")
@@ -111,15 +129,19 @@ def load_seed(path: str | Path, images: str | Path | None = None, verify: bool =
     return records
 
 
-def score_seed(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -> dict[str, Any]:
+def score_seed(
+    records: Iterable[BenchRecord], predictions: Mapping[str, Any], answers: str = "keys"
+) -> dict[str, Any]:
     """Accuracy per question type and overall (over all image questions, SEED-Bench's "Image" figure),
     with the spatial types (Spatial Relation, Instance Location) and the others summarised apart.
-    A missing prediction counts as wrong (see `n_predictions_missing`)."""
+    `predictions`: id -> letter, or with `answers="text"` a model's answer read as VLMEvalKit reads it
+    (`projlab.evaluation.answers`). A missing or unreadable prediction, or a question without an answer,
+    counts as wrong (see `n_predictions_missing`, `reading`, `n_without_answer`)."""
     records = list(records)
-    check_answers(records, BENCH)
+    n_without_answer = check_answers(records, BENCH)
     by_id = {r.id: r for r in records}
-    preds = normalise_predictions(BENCH, by_id, predictions)
-    results = [(r.category, preds.get(r.id) == r.answer) for r in records]
+    reading = read_answers(BENCH, by_id, predictions, answers, OPTION)
+    results = [(r.category, is_right(r, reading.keys)) for r in records]
     per_category = tally(results)
 
     def summary(rows: list[tuple[str, bool]]) -> dict[str, Any]:
@@ -134,5 +156,7 @@ def score_seed(records: Iterable[BenchRecord], predictions: Mapping[str, str]) -
         "spatial": {**summary(spatial), "categories": {k: v for k, v in per_category.items() if k in SPATIAL_CATEGORIES}},
         "others": {**summary(others), "categories": {k: v for k, v in per_category.items() if k not in SPATIAL_CATEGORIES}},
         "n_predictions_expected": len(records),
-        "n_predictions_missing": sum(1 for r in records if r.id not in preds),
+        "n_predictions_missing": reading.missing(by_id),
+        "n_without_answer": n_without_answer,
+        "reading": reading.summary(),
     }
