@@ -25,7 +25,6 @@ from projlab.console import quiet_third_party  # noqa: E402
 from projlab.config import load_config, projector_knobs, run_name  # noqa: E402
 from projlab.data.prompt import TextProcessor  # noqa: E402
 from projlab.data.sources import LlavaSource, SpatialSource  # noqa: E402
-from projlab.data.spatial import CATEGORIES  # noqa: E402
 from projlab.errors import UserError, exit_on_user_error  # noqa: E402
 from projlab.models.language import LanguageModel  # noqa: E402
 from projlab.models.mllm import MLLM  # noqa: E402
@@ -48,10 +47,12 @@ def is_rank_zero() -> bool:
 def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
     vision, llm = cfg.vision.name_or_path, cfg.llm.name_or_path
     if vision == "tiny":
-        vision = ensure_tiny_tower(cfg.paths.cache_dir, int(cfg.vision.get("pretrain_steps") or 0))
+        vision = ensure_tiny_tower(cfg.paths.cache_dir, int(cfg.vision.get("pretrain_steps") or 0),
+                                   resolution=cfg.vision.resolution)
     if llm == "tiny":
         overrides = cfg.llm.get("tiny_config")
-        llm = ensure_tiny_llm(cfg.paths.cache_dir, OmegaConf.to_container(overrides) if overrides else None)
+        llm = ensure_tiny_llm(cfg.paths.cache_dir, OmegaConf.to_container(overrides) if overrides else None,
+                              pretrain_steps=int(cfg.llm.get("pretrain_steps") or 0))
     return vision, llm
 
 
@@ -72,7 +73,7 @@ def build_sources(cfg: DictConfig) -> dict:
     if d.name == "spatial":
         splits = ("train", "val", "test")
         return {
-            s: SpatialSource(s, d[s], d.seed, cfg.vision.resolution, d.get("scramble", False), d.max_objects)
+            s: SpatialSource(s, d[s], d.seed, d.get("scramble", False), d.max_objects, tuple(d.categories))
             for s in splits
         }
     if d.name == "llava":
@@ -156,7 +157,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     init = init_checkpoint(cfg, stage)
     model = build_model(cfg)
     strategy, world_size = build_strategy(cfg.trainer, model)
-    module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
+    module = MLLMModule(model, stage, list(cfg.data.categories) if cfg.data.name == "spatial" else ["llava"])
     if init is not None:  # stage 1's trainable weights; what stage 1 froze comes from the backbones
         from projlab.evaluation.checkpoint_eval import load_state_dict
 

@@ -72,7 +72,7 @@ def stage_config(bb: Backbones, batch_size: int) -> StageConfig:
 
 def train_items(bb: Backbones, per_category: int) -> SpatialSource:
     d = bb.cfg.data
-    return SpatialSource("train", per_category, d.seed, bb.vision.resolution)
+    return SpatialSource("train", per_category, d.seed)
 
 
 class Arm:

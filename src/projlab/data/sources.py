@@ -26,7 +26,8 @@ class Source(Protocol):
 
 @dataclass
 class SpatialSource:
-    """A split of the built-in spatial benchmark, rendered at `resolution`.
+    """A split of the built-in spatial benchmark (scenes drawn at `spatial.RENDER_SIZE`; the tower resizes
+    them to its resolution).
 
     `scramble=True` is the locality-destroying control: each image's layout cells are permuted (a fixed
     random permutation per question), so every object keeps its shape, colour and count but lands in a
@@ -36,9 +37,9 @@ class SpatialSource:
     split: str
     size_per_category: int
     seed: int
-    resolution: int
     scramble: bool = False
     max_objects: int = spatial.MAX_OBJECTS
+    categories: tuple[str, ...] = spatial.CATEGORIES
     items: list[Item] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,21 +47,27 @@ class SpatialSource:
             raise UserError(f"split {self.split!r} is empty: size_per_category={self.size_per_category}; give >= 1")
         if not 2 <= self.max_objects <= len(spatial.SHAPES):
             raise UserError(f"data.max_objects={self.max_objects} is not allowed; use 2..{len(spatial.SHAPES)}")
-        self.items = spatial.generate(self.split, self.size_per_category, self.seed, self.max_objects)
+        self.categories = tuple(self.categories)
+        unknown = [c for c in self.categories if c not in spatial.CATEGORIES]
+        if unknown or not self.categories:
+            raise UserError(f"data.categories: {unknown[0] if unknown else '[]'!r} is not a category; "
+                            f"known: {', '.join(spatial.CATEGORIES)}")
+        self.items = spatial.generate(self.split, self.size_per_category, self.seed, self.max_objects, self.categories)
 
     def image(self, i: int) -> Image.Image:
         item = self.items[i]
         objects = item.objects
         if self.scramble:
-            cells = [(r, c) for r in range(spatial.CELLS) for c in range(spatial.CELLS)]
+            layout = objects[0].layout
+            cells = [(r, c) for r in range(layout) for c in range(layout)]
             moved = dict(zip(cells, random.Random(f"scramble/{item.id}").sample(cells, len(cells))))
             objects = [replace(o, cell=moved[o.cell]) for o in objects]
-        return spatial.render(objects, self.resolution)
+        return spatial.render(objects)
 
     def signature(self) -> str:
         scrambled = "/scrambled" if self.scramble else ""
-        return (f"spatial-v2/{self.split}/{self.size_per_category}/{self.seed}/{self.max_objects}/"
-                f"{self.resolution}{scrambled}")
+        return (f"spatial-v3/{self.split}/{self.size_per_category}/{self.seed}/{self.max_objects}/"
+                f"{','.join(self.categories)}/{spatial.RENDER_SIZE}{scrambled}")
 
 
 @dataclass

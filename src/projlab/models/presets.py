@@ -4,7 +4,9 @@ to a local folder, then loaded back with `from_pretrained` like any checkpoint.
 Its sizes follow the paper's geometry: patch 7 at 112 px gives the 16x16 grid of ViT-L/14 at 224 px, and
 168 px gives the 24x24 grid of ViT-L/14 at 336 px, so M = 64/144/256 mean the same thing. The CLIP model
 is pre-trained contrastively on the rendered world (`tower_pretraining`), as the paper's CLIP is
-pre-trained; `pretrain_steps=0` keeps it random. The LLM stays random: the tiny recipe trains it.
+pre-trained, once per resolution it serves: a tower is built at its resolution (its position embeddings
+fit that grid) and pre-trained on the scenes resized to it, as CLIP-L/14-336 is a tower of its own beside
+CLIP-L/14. `pretrain_steps=0` keeps it random. The LLM stays random: the tiny recipe trains it.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ TINY_VISION: dict[str, Any] = dict(
     image_size=112, patch_size=7, num_channels=3,
 )
 TINY_TEXT: dict[str, Any] = dict(
-    hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32,
+    hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
 )
 TINY_LLM: dict[str, Any] = dict(
     hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
@@ -33,7 +35,7 @@ TINY_LLM: dict[str, Any] = dict(
     initializer_range=0.09,
 )
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
-PRESET_VERSION = 3
+PRESET_VERSION = 4
 
 
 def _fingerprint(spec: dict[str, Any]) -> str:
@@ -81,14 +83,16 @@ def _build_once(dest: Path, spec: dict[str, Any], write, message: str | None = N
     return dest
 
 
-def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int = 0) -> str:
-    """The tiny CLIP model (pre-trained `pretrain_steps` on the rendered world), written once; its path."""
+def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int = 0, resolution: int | None = None) -> str:
+    """The tiny CLIP model at `resolution` (default TINY_VISION's), pre-trained `pretrain_steps` on the rendered
+    world, written once; its path."""
     from transformers import CLIPConfig, CLIPModel
 
     from projlab.models.tower_pretraining import pretrain_clip
     from projlab.models.vision import VisionTower
 
-    spec = {"vision": TINY_VISION, "text": TINY_TEXT, "vocab": tiny_words(), "seed": seed,
+    vision = {**TINY_VISION, "image_size": int(resolution or TINY_VISION["image_size"])}
+    spec = {"vision": vision, "text": TINY_TEXT, "vocab": tiny_words(), "seed": seed,
             "pretrain_steps": pretrain_steps, "version": PRESET_VERSION}
 
     def write(tmp: Path) -> None:
@@ -96,36 +100,45 @@ def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int 
         torch.manual_seed(seed)
         clip = CLIPModel(CLIPConfig(
             text_config=dict(vocab_size=len(tokenizer), **TINY_TEXT, **_special_ids(tokenizer)),
-            vision_config=TINY_VISION, projection_dim=TINY_VISION["hidden_size"],
+            vision_config=vision, projection_dim=vision["hidden_size"],
         ))
         if pretrain_steps:
-            side = TINY_VISION["image_size"]
+            side = vision["image_size"]
             pretrain_clip(clip, tokenizer, lambda ims: VisionTower.normalise_pixels(ims, side), pretrain_steps,
-                          seed=seed, resolution=side)
+                          seed=seed)
         clip.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    dest = Path(cache_dir) / "presets" / f"tiny-tower-{_fingerprint(spec)}"
-    note = f"building the tiny tower in {dest}: {pretrain_steps} steps of pre-training (once)"
+    dest = Path(cache_dir) / "presets" / f"tiny-tower-{vision['image_size']}px-{_fingerprint(spec)}"
+    note = f"building the tiny tower at {vision['image_size']} px in {dest}: {pretrain_steps} steps of pre-training (once)"
     return str(_build_once(dest, spec, write, note if pretrain_steps else None))
 
 
-def ensure_tiny_llm(cache_dir: str | Path, config: dict[str, Any] | None = None, seed: int = 0) -> str:
-    """A random Llama of `config` (default TINY_LLM) over the tiny vocabulary, written once; its path."""
+def ensure_tiny_llm(
+    cache_dir: str | Path, config: dict[str, Any] | None = None, seed: int = 0, pretrain_steps: int = 0
+) -> str:
+    """A Llama of `config` (default TINY_LLM) over the tiny vocabulary, pre-trained `pretrain_steps` on the
+    world in words (`llm_pretraining`; 0: random), written once; its path."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from projlab.models.llm_pretraining import pretrain_llm
+
     llm_config = {**TINY_LLM, **(config or {})}
-    spec = {"llm": llm_config, "vocab": tiny_words(), "seed": seed, "version": PRESET_VERSION}
+    spec = {"llm": llm_config, "vocab": tiny_words(), "seed": seed, "pretrain_steps": pretrain_steps,
+            "version": PRESET_VERSION}
 
     def write(tmp: Path) -> None:
         tokenizer = build_tokenizer(tiny_words())
         torch.manual_seed(seed)
         llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **_special_ids(tokenizer), **llm_config))
+        if pretrain_steps:
+            pretrain_llm(llm, tokenizer, pretrain_steps, seed=seed)
         llm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
     dest = Path(cache_dir) / "presets" / f"tiny-llm-{_fingerprint(spec)}"
-    return str(_build_once(dest, spec, write))
+    note = f"building the tiny LLM in {dest}: {pretrain_steps} steps of pre-training on text (once)"
+    return str(_build_once(dest, spec, write, note if pretrain_steps else None))
 
 
 def _special_ids(tokenizer) -> dict[str, int]:

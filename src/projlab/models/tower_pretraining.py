@@ -19,29 +19,46 @@ from PIL import Image
 from projlab.data import spatial
 
 COUNT_WORDS = spatial.OPTIONS["counting"]
+FINE_SHARE = 0.3  # share of scenes on the fine layout (the benchmark's adjacent_relation scenes)
+STRIPED_SHARE = 1 / 3  # chance that an object of a coarse scene is striped
 
 
 def random_scene(rng: random.Random) -> list[spatial.SceneObject]:
+    """1-4 objects of distinct shapes and colours on the coarse layout (each striped at random) or the
+    fine one: the kinds of scene the benchmark draws."""
+    layout = spatial.FINE_CELLS if rng.random() < FINE_SHARE else spatial.CELLS
     n = rng.randint(1, len(COUNT_WORDS))
-    cells = rng.sample([(r, c) for r in range(spatial.CELLS) for c in range(spatial.CELLS)], n)
+    cells = rng.sample([(r, c) for r in range(layout) for c in range(layout)], n)
     shapes = rng.sample(spatial.SHAPES, n)
     colours = rng.sample(list(spatial.COLOURS), n)
-    return [
-        spatial.SceneObject(s, c, cell, (rng.uniform(-1, 1), rng.uniform(-1, 1)))
-        for s, c, cell in zip(shapes, colours, cells)
-    ]
+    objects = []
+    for s, c, cell in zip(shapes, colours, cells):
+        striped = layout == spatial.CELLS and rng.random() < STRIPED_SHARE
+        stripes = rng.choice(spatial.OPTIONS["stripes"]) if striped else None
+        objects.append(spatial.SceneObject(s, c, cell, (rng.uniform(-1, 1), rng.uniform(-1, 1)), layout, stripes))
+    return objects
+
+
+def _where(o: spatial.SceneObject) -> str:
+    """A cell in words: row-r col-c on the coarse layout, y-r x-c on the fine one (words of their own)."""
+    r, c = o.cell[0] + 1, o.cell[1] + 1
+    return f"row-{r} col-{c}" if o.layout == spatial.CELLS else f"y-{r} x-{c}"
 
 
 def caption(objects: list[spatial.SceneObject], rng: random.Random) -> str:
-    names = [f"{o.colour} {o.shape} row-{o.cell[0] + 1} col-{o.cell[1] + 1}" for o in objects]
+    names = [
+        f"{o.colour} {o.shape}" + (f" with {o.stripes} stripes" if o.stripes else "") + f" {_where(o)}"
+        for o in objects
+    ]
     rng.shuffle(names)
     noun = "object" if len(objects) == 1 else "objects"
     return f"{COUNT_WORDS[len(objects) - 1]} {noun} : " + " , ".join(names)
 
 
 def caption_words() -> list[str]:
-    cells = range(1, spatial.CELLS + 1)
-    return ["object", "objects", ":", ","] + [f"row-{i}" for i in cells] + [f"col-{i}" for i in cells]
+    coarse, fine = range(1, spatial.CELLS + 1), range(1, spatial.FINE_CELLS + 1)
+    return (["object", "objects", ":", ",", "with", "stripes"] + [f"row-{i}" for i in coarse]
+            + [f"col-{i}" for i in coarse] + [f"y-{i}" for i in fine] + [f"x-{i}" for i in fine])
 
 
 def pretrain_clip(
@@ -52,7 +69,6 @@ def pretrain_clip(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
-    resolution: int = 112,
     log_every: int = 50,
 ) -> list[float]:
     """Train `clip` in place; returns the loss per step."""
@@ -66,7 +82,7 @@ def pretrain_clip(
     losses = []
     for step in range(steps):
         scenes = [random_scene(rng) for _ in range(batch_size)]
-        images: list[Image.Image] = [spatial.render(s, resolution) for s in scenes]
+        images: list[Image.Image] = [spatial.render(s) for s in scenes]  # resized by `preprocess`
         # CLIP's text tower pools at the end-of-text token: every caption must end with one
         captions = [f"{caption(s, rng)} {tokenizer.eos_token}" for s in scenes]
         text = tokenizer(captions, padding=True, return_tensors="pt")
