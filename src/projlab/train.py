@@ -31,6 +31,7 @@ from projlab.models.mllm import MLLM  # noqa: E402
 from projlab.models.presets import ensure_tiny_llm, ensure_tiny_tower  # noqa: E402
 from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
+from projlab.schema import checkpoint_path  # noqa: E402
 from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
@@ -80,19 +81,9 @@ def build_sources(cfg: DictConfig) -> dict:
     raise UserError(f"unknown data source {d.name!r}; known: spatial, llava")
 
 
-def init_checkpoint(cfg: DictConfig, stage: StageConfig) -> Path | None:
-    if not cfg.init_from:
-        if stage.requires_init:
-            raise UserError(
-                f"stage {stage.name!r} starts from a stage-1 checkpoint: give init_from=<run folder or .ckpt>"
-            )
-        return None
-    path = Path(cfg.init_from)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise UserError(f"init_from: checkpoint '{path}' does not exist; give a run folder or a .ckpt file")
-    return path
+def init_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint to start from (projlab.schema has checked that it is one, of the expected kind)."""
+    return checkpoint_path(cfg.init_from) if cfg.init_from else None
 
 
 def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
@@ -148,7 +139,7 @@ def run(cfg: DictConfig) -> dict:
 def _run(cfg: DictConfig, run_dir: Path) -> dict:
     torch.set_flush_denormal(True)  # on CPUs, denormal floats can make a step 100x slower
     stage = StageConfig(**OmegaConf.to_container(cfg.stage, resolve=True))
-    init = init_checkpoint(cfg, stage)
+    init = init_checkpoint(cfg)
     model = build_model(cfg)
     strategy, world_size = build_strategy(cfg.trainer, model)
     module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
