@@ -315,3 +315,17 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
     for arm in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint"):
         record = results(runs_dir_q / arm)
         assert record["status"] == "failed" and record["error"]
+
+
+@pytest.mark.slow
+def test_a_damaged_results_json_is_named_counted_failed_kept_and_resumed(runs_dir):
+    arm = runs_dir / "dmg" / "blind-mall-r112-s0-joint"
+    assert grid("--projectors", "blind", "--name", "dmg", "--", *TINY_RUN).returncode == 0
+    text = (arm / "results.json").read_text()
+    (arm / "results.json").write_text(text[: len(text) // 2])  # a copy cut short
+    again = grid("--projectors", "blind", "--name", "dmg", "--", *TINY_RUN)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"warning: damaged {arm / 'results.json'}" in again.stderr and "counted as failed" in again.stderr
+    assert results(arm)["status"] == "completed" and results(arm)["efficiency"]["resumed_from_step"] == 6
+    (kept,) = arm.glob("results.damaged-*.json")
+    assert kept.read_text() == text[: len(text) // 2]  # nothing written is lost
