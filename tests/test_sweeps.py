@@ -317,6 +317,56 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
         assert record["status"] == "failed" and record["error"]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# one configuration per run folder (real tiny runs)
+# ---------------------------------------------------------------------------------------------------------
+def _trainings(run_dir: Path) -> int:
+    """How many times the arm trained to its end: the last line each training prints."""
+    return sum(": accuracy " in line for line in (run_dir / "train.log").read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_other_settings_into_the_same_folder_are_one_error_line_and_rerun_sets_the_old_run_aside(runs_dir):
+    arm = runs_dir / "twin" / "c_abstractor-m16-r112-s0-joint"
+    first = grid("--projectors", "c_abstractor", "--tokens", "16", "--name", "twin", "--", *ARM)
+    assert first.returncode == 0, first.stderr[-2000:]
+    stamp = (arm / "results.json").stat().st_mtime_ns
+    other = ["--projectors", "c_abstractor", "--tokens", "16", "--name", "twin", "--", *ARM, "stage.max_steps=4",
+             "stage.lr=1e-3"]
+    second = grid(*other)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), second.stderr
+    assert "stage.max_steps 6 -> 4" in lines[0] and "stage.lr 0.0005 -> 0.001" in lines[0]
+    assert "rerun=true" in lines[0] and "NAME=" in lines[0] and "completed" not in second.stdout
+    assert (arm / "results.json").stat().st_mtime_ns == stamp and _trainings(arm) == 1
+    # make train of the same arm says the same (with its own way out)
+    train = subprocess.run([sys.executable, "-m", "projlab.train", *ARM, "projector=c_abstractor",
+                            "projector.num_visual_tokens=16", "sweep=twin", "stage.max_steps=4", "stage.lr=1e-3"],
+                           capture_output=True, text=True, timeout=300)
+    assert train.returncode == 2 and "stage.max_steps 6 -> 4" in train.stderr and "run_name=" in train.stderr
+    # rerun=true: trained again with the new settings; the first run is kept under replaced/
+    third = grid(*other, "rerun=true")
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert results(arm)["efficiency"]["steps"] == 4 and results(arm)["config"]["full"]["stage"]["lr"] == 1e-3
+    (kept,) = (arm / "replaced").iterdir()
+    assert results(kept)["efficiency"]["steps"] == 6 and (kept / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_resuming_a_checkpoint_of_other_settings_is_refused(runs_dir):
+    base = [sys.executable, "-m", "projlab.train", *ARM, "projector=c_abstractor", "projector.num_visual_tokens=16",
+            "sweep=res"]
+    failed = subprocess.run([*base, "fail_at_step=4"], capture_output=True, text=True, timeout=300)
+    arm = runs_dir / "res" / "c_abstractor-m16-r112-s0-joint"
+    assert failed.returncode == 1 and (arm / "checkpoints" / "last.ckpt").exists()
+    record = (arm / "results.json").read_text()
+    other = subprocess.run([*base, "stage.lr=1e-3"], capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and other.stderr.count("error: ") == 1 and "stage.lr 0.0005 -> 0.001" in other.stderr
+    assert (arm / "results.json").read_text() == record  # untouched
+    resumed = subprocess.run(base, capture_output=True, text=True, timeout=300)  # the same settings: resumes
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout
+
+
 @pytest.mark.slow
 def test_a_damaged_results_json_is_named_counted_failed_kept_and_resumed(runs_dir):
     arm = runs_dir / "dmg" / "blind-mall-r112-s0-joint"

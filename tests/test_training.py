@@ -164,3 +164,7 @@ def test_stage_two_starts_from_stage_one(runs_dir):
     s2 = json.loads((runs_dir / "two" / "c_abstractor-m16-r112-s0-stage2" / "results.json").read_text())
     assert s2["status"] == "completed" and s2["config"]["stage"] == "stage2"
     assert s2["efficiency"]["params_trainable"] > s2["efficiency"]["projector_params"]  # the LLM trains too
+    # stage 1's weights are for its projector and backbones: another projector is refused before it is built
+    msg = _bad("projector=resampler", "projector.num_visual_tokens=16", "stage=stage2", f"init_from={first}",
+               "sweep=two")
+    assert "was trained for other settings" in msg and "projector.name 'c_abstractor' -> 'resampler'" in msg

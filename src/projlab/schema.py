@@ -28,6 +28,7 @@ Check = Callable[[Any], "str | None"]  # a value -> None where it is allowed, el
 SEED_MAX = 2**32 - 1  # numpy's seed range: Lightning replaces a seed outside it (with a warning only)
 UNITS = ("vision", "projector", "llm")  # what a stage may train: the units of MLLM.modules_by_name
 FEATURE_NORMS = ("none", "standardize")  # FeatureNorm's modes
+INIT_KEYS = ("projector", "vision", "llm.name_or_path", "llm.tiny_config")  # what stage-1 weights fit
 _ABSENT = object()
 
 
@@ -396,7 +397,8 @@ def _checkpoint_keys(path: Path, stamp: tuple[float, int]) -> frozenset[str]:
 
 
 def _init_problem(cfg: DictConfig) -> str | None:
-    """init_from must name a readable checkpoint of this project holding projector weights."""
+    """init_from must name a readable checkpoint of this project holding projector weights, trained (where
+    its run folder says so) with the projector and backbones asked for now."""
     init = cfg.get("init_from")
     if not init:
         if cfg.stage.requires_init:
@@ -421,6 +423,15 @@ def _init_problem(cfg: DictConfig) -> str | None:
                     "or a .ckpt file")
         if not any(k.startswith("model.projector.") for k in keys):
             return f"{where} holds no projector weights: not a checkpoint of a projlab run"
+    run_config = path.parent.parent / "config.yaml"
+    if run_config.is_file():
+        from projlab.run_folder import differences
+
+        trained = OmegaConf.to_container(OmegaConf.load(run_config), resolve=True)
+        asked = OmegaConf.to_container(cfg, resolve=True)
+        diff = differences(trained, asked, keep=INIT_KEYS)
+        if diff:
+            return f"{where} was trained for other settings ({diff}); its weights would not fit"
     return None
 
 

@@ -26,11 +26,13 @@ from projlab.data.prompt import TextProcessor  # noqa: E402
 from projlab.data.sources import LlavaSource, SpatialSource  # noqa: E402
 from projlab.data.spatial import CATEGORIES  # noqa: E402
 from projlab.errors import UserError, exit_on_user_error  # noqa: E402
+from projlab.io import atomic_write  # noqa: E402
 from projlab.models.language import LanguageModel  # noqa: E402
 from projlab.models.mllm import MLLM  # noqa: E402
 from projlab.models.presets import ensure_tiny_llm, ensure_tiny_tower  # noqa: E402
 from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
+from projlab.run_folder import CONFIG_FILE, check_config, set_aside  # noqa: E402
 from projlab.schema import checkpoint_path  # noqa: E402
 from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
@@ -120,12 +122,16 @@ class FailAt(L.Callback):
 
 def run(cfg: DictConfig) -> dict:
     """Train and test one arm; return its results record. Any failure is recorded in results.json
-    (status failed, one error line) before it propagates, so a sweep can read what happened."""
+    (status failed, one error line) before it propagates, so a sweep can read what happened. First the
+    folder must hold no run of other settings."""
     run_dir = Path(cfg.paths.runs_root) / cfg.sweep / run_name(cfg)
+    check_config(run_dir, cfg)  # before anything is created
     previous = read_results(run_dir)
     if previous and previous.get("status") == "completed" and not cfg.rerun:
         print(f"{run_dir}: already completed (rerun=true to train again)")
         return previous
+    if cfg.rerun and is_rank_zero() and (moved := set_aside(run_dir)):
+        print(f"{run_dir}: rerun=true; the previous run is set aside in {moved}")
     try:
         return _run(cfg, run_dir)
     except Exception as err:
@@ -165,7 +171,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     base = {"run_dir": str(run_dir), "config": summary_config(cfg, model, world_size)}
     if is_rank_zero():
         write_results(run_dir, {**base, "status": "running", "error": None})
-        OmegaConf.save(cfg, run_dir / "config.yaml")
+        atomic_write(run_dir / CONFIG_FILE, lambda tmp: OmegaConf.save(cfg, tmp))
     print("\n".join(module.freeze_report))
 
     efficiency = model_efficiency(model, processor, dm.sources["train"].items[0])

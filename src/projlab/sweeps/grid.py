@@ -7,11 +7,12 @@
 The spec file gives the defaults (lists, sweep name, fixed Hydra overrides for every arm); the flags replace
 its lists. Projectors whose M is fixed (per-patch ones keep M = N, `blind` has none) appear once per
 resolution x seed, with no token override. Every arm is composed and validated before anything runs, and
-every invalid arm is reported at once (exit 2). Arms land in `<runs>/<name>/<arm>/` (train.log beside
-results.json); `<runs>/<name>/sweep.json` lists them with their status. Re-running the same command skips
-completed arms and re-runs the others (training resumes from their last checkpoint). `--jobs N` runs N arms
-at once, each its own process with 1/N of the cores. Exit code: 0 if every arm completed, 1 if any failed,
-128+signal when stopped by a signal.
+every invalid arm is reported at once (exit 2), as is an arm whose folder holds a run of other settings
+(`projlab.run_folder`; `rerun=true` trains every arm again, the previous runs set aside). Arms land in
+`<runs>/<name>/<arm>/` (train.log beside results.json); `<runs>/<name>/sweep.json` lists them with their
+status. Re-running the same command skips completed arms and re-runs the others (training resumes from
+their last checkpoint). `--jobs N` runs N arms at once, each its own process with 1/N of the cores. Exit
+code: 0 if every arm completed, 1 if any did not, 128+signal when stopped by a signal.
 
 Importable pieces (for `projlab.sweeps.calibrate` and tests): `load_spec`, `expand`, `check_arm`, `plan`,
 `run_grid`, `summary_table`, `write_sweep_json`.
@@ -30,11 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from omegaconf import OmegaConf
+
 from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping, write_json
 from projlab.results import read_results
+from projlab.run_folder import config_problem
 from projlab.schema import visual_tokens
 from projlab.sweeps import runner
 
@@ -63,12 +67,15 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class Arm:
-    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides."""
+    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides;
+    `config`, the resolved config asked for, is what a completed run in its folder must have been."""
 
     name: str
     run_dir: Path
     overrides: tuple[str, ...]
     num_visual_tokens: int
+    rerun: bool = False
+    config: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 # ---- the spec ---------------------------------------------------------------------------------------
@@ -204,7 +211,12 @@ def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
             problems.append((label, str(err)))
             continue
         name = run_name(cfg)
-        arms.setdefault(name, Arm(name, Path(cfg.paths.runs_root) / spec.name / name, tuple(overrides), m))
+        run_dir = Path(cfg.paths.runs_root) / spec.name / name
+        asked = OmegaConf.to_container(cfg, resolve=True)
+        other = config_problem(run_dir, asked, "rerun=true replaces it, another NAME= (--name) keeps both")
+        if other:
+            problems.append((label, other))
+        arms.setdefault(name, Arm(name, run_dir, tuple(overrides), m, bool(cfg.rerun), asked))
     if problems:
         raise _one_error(problems)
     return list(arms.values())
@@ -293,7 +305,8 @@ def run_grid(
                 write_sweep_json(sweep_dir, name, arms, outcomes, running)
 
         # launched and waited on by this same thread: the arm's parent-death signal follows the thread
-        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started)
+        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started, rerun=arm.rerun,
+                                 expected=arm.config)
         with lock:
             running.pop(arm.name, None)
             outcomes[arm.name] = outcome

@@ -4,7 +4,8 @@ An arm is `python -m projlab.train <overrides>` in its own process group, its ou
 `<run_dir>/train.log`. The arm's results.json is the only thing read back. A process that dies without
 recording its end (SIGKILL, out of memory, a config error before training) is recorded here as failed with
 its exit code or signal and the last line of its log, so a sweep always knows what happened to every arm.
-A completed results.json is never rewritten: re-running an arm whose result is completed skips it.
+A completed results.json is never rewritten: re-running an arm whose result is completed skips it (where
+its stored settings are the ones asked for; `rerun` trains it again).
 
 Signals: `forward_signals()` makes SIGTERM/SIGINT go to every running arm's process group (a parallel
 sweep runs arms from several threads); `run_arm` then waits for the arm to record its end (Lightning turns
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from projlab.results import read_results, results_path, write_results
+from projlab.run_folder import config_problem
 
 LOG_FILE = "train.log"
 GRACE_S = 60.0  # how long an arm may take to record its end after SIGTERM before it is killed
@@ -146,15 +148,21 @@ def run_arm(
     env: dict[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
     grace_s: float = GRACE_S,
+    rerun: bool = False,
+    expected: dict[str, Any] | None = None,
 ) -> ArmOutcome:
     """Run `projlab.train <overrides>` (which must write to `run_dir`) unless `run_dir` holds a completed
-    result; return its outcome. Output is appended to `run_dir/train.log`. `on_start(pid)` is called once
-    the process is running (a sweep records the pid so it can be found and killed). Thread-safe: a parallel
-    sweep calls it from several threads."""
+    result (and `rerun` is false); return its outcome. A completed result is skipped only if its stored
+    settings are `expected` (the resolved config asked for), where given. Output is appended to
+    `run_dir/train.log`. `on_start(pid)` is called once the process is running (a sweep records the pid so
+    it can be found and killed). Thread-safe: a parallel sweep calls it from several threads."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     previous = read_results(run_dir)
-    if previous and previous.get("status") == "completed":
+    if previous and previous.get("status") == "completed" and not rerun:
+        problem = config_problem(run_dir, expected, "rerun=true replaces it") if expected else None
+        if problem:  # written by another process since the sweep checked: not this arm's result
+            return ArmOutcome(run_dir, "failed", {**previous, "error": problem}, None, 0.0)
         return ArmOutcome(run_dir, "completed", previous, None, 0.0, skipped=True)
     if _interrupt is not None:
         return ArmOutcome(run_dir, previous.get("status", "failed") if previous else "failed", previous, None, 0.0)
