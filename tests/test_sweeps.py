@@ -318,7 +318,7 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
 
 
 # ---------------------------------------------------------------------------------------------------------
-# one configuration per run folder (real tiny runs)
+# one configuration per run folder, one process at a time (real tiny runs)
 # ---------------------------------------------------------------------------------------------------------
 def _trainings(run_dir: Path) -> int:
     """How many times the arm trained to its end: the last line each training prints."""
@@ -365,6 +365,45 @@ def test_resuming_a_checkpoint_of_other_settings_is_refused(runs_dir):
     assert (arm / "results.json").read_text() == record  # untouched
     resumed = subprocess.run(base, capture_output=True, text=True, timeout=300)  # the same settings: resumes
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_two_drivers_at_once_train_each_arm_exactly_once(runs_dir, tmp_path):
+    spec = write_spec(tmp_path / "d.yaml", name="d", projectors=["c_abstractor", "resampler"], tokens=[16],
+                      res=[112], overrides=ARM)
+    cmd = [sys.executable, "-m", "projlab.sweeps.grid", "--spec", str(spec)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    assert all(p.returncode in (0, 1) for p in procs), [o[1][-2000:] for o in outs]
+    arms = [runs_dir / "d" / "c_abstractor-m16-r112-s0-joint", runs_dir / "d" / "resampler-m16-r112-s0-joint"]
+    for arm in arms:
+        assert results(arm)["status"] == "completed" and _trainings(arm) == 1, (arm / "train.log").read_text()
+    for out, _ in outs:  # each driver says, for each arm, what it saw: completed, or held by the other
+        for arm in arms:
+            line = next(ln for ln in out.splitlines() if f"] {arm.name} ..." in ln)
+            assert "completed" in line or ("skipped:" in line and "in use by pid" in line), line
+    again = grid("--spec", str(spec))
+    assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2
+
+
+@pytest.mark.slow
+def test_a_held_run_folder_is_not_touched_and_a_dead_holders_lock_is_taken_over(runs_dir):
+    from projlab import run_lock
+
+    arm = runs_dir / "lock" / "blind-mall-r112-s0-joint"
+    cmd = [sys.executable, "-m", "projlab.train", *TINY_RUN, "projector=blind", "sweep=lock"]
+    with run_lock.hold(arm):  # this process holds it, as a running arm would
+        busy = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert run_lock.holder(arm).startswith(f"pid {os.getpid()} ")
+    assert busy.returncode == run_lock.BUSY_EXIT and f"in use by pid {os.getpid()} " in busy.stderr
+    assert "Traceback" not in busy.stderr and sorted(p.name for p in arm.iterdir()) == [".lock"]
+    # a holder that died: its line is left in the file, its flock went with it
+    (arm / ".lock").write_text("pid 999999 on elsewhere since 2020-01-01 00:00:00\n")
+    assert run_lock.holder(arm) is None
+    taken = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    assert "took over the lock of pid 999999 on elsewhere" in taken.stdout and results(arm)["status"] == "completed"
+    assert (arm / ".lock").read_text() == ""  # released
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from projlab.errors import UserError
 from projlab.results import read_results
+from projlab.run_lock import LOCK_FILE
 
 CONFIG_FILE = "config.yaml"
 REPLACED = "replaced"
@@ -29,7 +30,7 @@ MANAGEMENT = (
     "sweep", "run_name", "rerun", "fail_at_step", "optuna", "paths", "feature_cache",
     "trainer.progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_steps", "trainer.num_workers",
 )
-KEPT = ("train.log", REPLACED)  # stay in the folder when a run is set aside
+KEPT = ("train.log", LOCK_FILE, REPLACED)  # stay in the folder when a run is set aside
 SHOWN = 6  # differing keys named in one error line
 UNSET = "(not set)"
 

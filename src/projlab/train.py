@@ -3,7 +3,8 @@
     python -m projlab.train projector=c_abstractor projector.num_visual_tokens=144 seed=0
 
 Thin on purpose: the model, the data and the recipe live in their own modules; sweeps call this as a
-process and read only the results.json it leaves.
+process and read only the results.json it leaves. Exit code: 0 done (or already completed), 1 a crash
+(recorded in results.json), 2 a user's mistake (one line), 75 the run folder is in use by another process.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from projlab import run_lock  # noqa: E402
 from projlab.console import quiet_third_party  # noqa: E402
 from projlab.config import load_config, projector_knobs, run_name  # noqa: E402
 from projlab.data.prompt import TextProcessor  # noqa: E402
@@ -122,10 +124,21 @@ class FailAt(L.Callback):
 
 def run(cfg: DictConfig) -> dict:
     """Train and test one arm; return its results record. Any failure is recorded in results.json
-    (status failed, one error line) before it propagates, so a sweep can read what happened. First the
-    folder must hold no run of other settings."""
+    (status failed, one error line) before it propagates, so a sweep can read what happened. Rank 0 holds
+    the run folder's lock throughout (run_lock.Busy if another process holds it); every rank first checks
+    that the folder holds no run of other settings."""
     run_dir = Path(cfg.paths.runs_root) / cfg.sweep / run_name(cfg)
     check_config(run_dir, cfg)  # before anything is created
+    if not is_rank_zero():
+        return _attempt(cfg, run_dir)
+    with run_lock.hold(run_dir) as stale:
+        if stale:
+            print(f"{run_dir}: took over the lock of {stale} (no longer running)")
+        check_config(run_dir, cfg)  # again, now that no other process can write the folder
+        return _attempt(cfg, run_dir)
+
+
+def _attempt(cfg: DictConfig, run_dir: Path) -> dict:
     previous = read_results(run_dir)
     if previous and previous.get("status") == "completed" and not cfg.rerun:
         print(f"{run_dir}: already completed (rerun=true to train again)")
@@ -276,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
         run(cfg)
     except UserError:
         raise
+    except run_lock.Busy as busy:  # nothing was done: say who holds the folder
+        print(busy, file=sys.stderr)
+        sys.exit(run_lock.BUSY_EXIT)
     except Exception:
         traceback.print_exc()
         sys.exit(1)

@@ -11,8 +11,9 @@ every invalid arm is reported at once (exit 2), as is an arm whose folder holds 
 (`projlab.run_folder`; `rerun=true` trains every arm again, the previous runs set aside). Arms land in
 `<runs>/<name>/<arm>/` (train.log beside results.json); `<runs>/<name>/sweep.json` lists them with their
 status. Re-running the same command skips completed arms and re-runs the others (training resumes from
-their last checkpoint). `--jobs N` runs N arms at once, each its own process with 1/N of the cores. Exit
-code: 0 if every arm completed, 1 if any did not, 128+signal when stopped by a signal.
+their last checkpoint); an arm another process holds (a second sweep) is skipped, its holder named.
+`--jobs N` runs N arms at once, each its own process with 1/N of the cores. Exit code: 0 if every arm
+completed, 1 if any did not, 128+signal when stopped by a signal.
 
 Importable pieces (for `projlab.sweeps.calibrate` and tests): `load_spec`, `expand`, `check_arm`, `plan`,
 `run_grid`, `summary_table`, `write_sweep_json`.
@@ -258,6 +259,8 @@ def write_sweep_json(
 
 
 def _progress(outcome: runner.ArmOutcome) -> str:
+    if outcome.holder:
+        return f"skipped: {outcome.run_dir} is in use by {outcome.holder}"
     if outcome.status == "completed":
         acc = f" {outcome.accuracy:.3f}" if outcome.accuracy is not None else ""
         return f"completed{acc} ({'already done, skipped' if outcome.skipped else f'{outcome.seconds:.0f} s'})"
