@@ -90,11 +90,21 @@ def init_checkpoint(cfg: DictConfig) -> Path | None:
     return checkpoint_path(cfg.init_from) if cfg.init_from else None
 
 
+def check_built(cfg: DictConfig, model: MLLM) -> None:
+    """The run's folder name and config.yaml must describe the model that trains: a value replaced on the way
+    (a 0 read as "unset") is a bug, stopped here before a step is taken."""
+    built = {"projector.name": model.projector.registry_name, "vision.resolution": model.vision.resolution}
+    wrong = [f"{k}: built {v!r}, config {OmegaConf.select(cfg, k)!r}" for k, v in built.items()
+             if OmegaConf.select(cfg, k) != v]
+    if wrong:
+        raise RuntimeError(f"the model built differs from its config ({'; '.join(wrong)})")
+
+
 def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
     return {
-        "projector": cfg.projector.name,
+        "projector": model.projector.registry_name,
         "num_visual_tokens": model.num_visual_tokens,
-        "resolution": cfg.vision.resolution,
+        "resolution": model.vision.resolution,
         "grid": list(model.vision.grid),
         "seed": cfg.seed,
         "preset": cfg.preset,
@@ -160,6 +170,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     stage = StageConfig(**OmegaConf.to_container(cfg.stage, resolve=True))
     init = init_checkpoint(cfg)
     model = build_model(cfg)
+    check_built(cfg, model)
     strategy, world_size = build_strategy(cfg.trainer, model)
     module = MLLMModule(model, stage, list(CATEGORIES) if cfg.data.name == "spatial" else ["llava"])
     if init is not None:  # stage 1's trainable weights; what stage 1 froze comes from the backbones
