@@ -276,3 +276,32 @@ def test_report_executes_every_notebook_and_writes_tables_and_figures(runs, tmp_
     csv = pd.read_csv(out / "tables" / "efficiency.csv").set_index("projector")
     accs = [results(runs, f"c_abstractor-m16-r112-s{s}-joint")["metrics"]["accuracy"] for s in (0, 1)]
     assert csv.loc["c_abstractor", "accuracy"] == pytest.approx(np.mean(accs))
+
+
+def _cut_short(path: Path) -> None:
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # a copy interrupted, a disk that filled
+
+
+@pytest.mark.slow
+def test_a_damaged_results_json_is_named_and_counted_failed_by_collect_and_the_report(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    damaged = copy / SWEEP / "c_abstractor-m16-r112-s1-joint" / "results.json"
+    _cut_short(damaged)
+    df = collect_runs(copy, SWEEP).set_index("arm")
+    assert sorted(df.index) == sorted(ARMS)  # still one row per run folder
+    row = df.loc["c_abstractor-m16-r112-s1-joint"]
+    assert row["status"] == "failed" and str(damaged) in row["error"] and row["seed"] == 1
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "projlab.analysis.report", "--sweep", SWEEP, "--runs", str(copy),
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"warning: damaged {damaged}" in proc.stderr and "counted as failed" in proc.stderr
+    assert "run make sweep first" not in proc.stdout + proc.stderr
+    table = pd.read_csv(out / "tables" / "efficiency.csv").set_index("projector")
+    assert table.loc["c_abstractor", "accuracy"] == pytest.approx(results(runs, "c_abstractor-m16-r112-s0-joint")
+                                                                  ["metrics"]["accuracy"])  # the other seed only
+    assert "failed" in (out / "tables" / "efficiency.md").read_text()

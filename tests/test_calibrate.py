@@ -92,3 +92,19 @@ def test_a_missing_spec_is_one_line(tmp_path):
     done = _calibrate(tmp_path / "nope.yaml")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "nope.yaml" in done.stderr
+
+
+def test_report_names_a_damaged_results_json_and_counts_it_failed(calibrated, tmp_path):
+    import shutil
+
+    tmp, sweep = calibrated
+    copy = tmp_path / "runs"
+    shutil.copytree(sweep.parent, copy)
+    damaged = copy / "cal" / "blind-mall-r112-s1-joint" / "results.json"
+    damaged.write_text(damaged.read_text()[:100])
+    done = _calibrate(_spec(tmp, ARMS), "--report", runs=copy)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"warning: damaged {damaged}" in done.stderr
+    row = json.loads((copy / "cal" / "calibration.json").read_text())["arms"]["blind"]
+    assert row["seeds"] == [0] and row["failed"] == 1
+    assert "| blind |" in done.stdout and "(1 failed)" in done.stdout

@@ -44,7 +44,7 @@ def test_trainer_configs_build_their_strategies(tiny_model):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["trainer.strategy=deepspeed"], "unknown trainer.strategy"),
+    (["trainer.strategy=deepspeed"], "trainer.strategy=.deepspeed.: must be one of auto"),
     (["trainer=fsdp", "trainer.mixed_precision=fp8"], "trainer.mixed_precision='fp8'"),
     (["trainer=ddp", "trainer.devices=two"], "trainer.devices='two'"),
 ])

@@ -164,3 +164,28 @@ def test_stage_two_starts_from_stage_one(runs_dir):
     s2 = json.loads((runs_dir / "two" / "c_abstractor-m16-r112-s0-stage2" / "results.json").read_text())
     assert s2["status"] == "completed" and s2["config"]["stage"] == "stage2"
     assert s2["efficiency"]["params_trainable"] > s2["efficiency"]["projector_params"]  # the LLM trains too
+    # stage 1's weights are for its projector and backbones: another projector is refused before it is built
+    msg = _bad("projector=resampler", "projector.num_visual_tokens=16", "stage=stage2", f"init_from={first}",
+               "sweep=two")
+    assert "was trained for other settings" in msg and "projector.name 'c_abstractor' -> 'resampler'" in msg
+
+
+def test_the_folder_name_config_and_built_model_agree_at_two_resolutions(runs_dir):
+    """RES=0 once trained at 112 px in a folder named r0: now each name-bearing key (projector, M, resolution,
+    seed, stage) is read back from what was built, and must be what the folder name says."""
+    from projlab.analysis.collect import _from_name
+
+    arms = {
+        "c_abstractor-m16-r112-s0-joint": (["projector=c_abstractor", "projector.num_visual_tokens=16"], [16, 16]),
+        "resampler-m9-r168-s1-stage1": (["projector=resampler", "projector.num_visual_tokens=9", "projector.depth=1",
+                                         "vision.resolution=168", "seed=1", "stage=stage1"], [24, 24]),
+    }
+    for name, (overrides, grid) in arms.items():
+        train(*overrides, "sweep=res")
+        r = json.loads((runs_dir / "res" / name / "results.json").read_text())
+        c = r["config"]
+        assert c["grid"] == grid and c["resolution"] == grid[0] * 7  # the tiny tower's patch is 7 px
+        named = _from_name(name)
+        assert named == {k: c[k] for k in ("projector", "num_visual_tokens", "resolution", "seed", "stage")}
+        saved = (runs_dir / "res" / name / "config.yaml").read_text()
+        assert f"resolution: {named['resolution']}" in saved

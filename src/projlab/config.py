@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from projlab.errors import UserError
+from projlab.schema import validate
 
 CONFIG_NAME = "train"
 
@@ -42,7 +43,8 @@ def _check_group_choices(overrides: list[str]) -> None:
 
 
 def load_config(overrides: list[str] | None = None) -> DictConfig:
-    """The resolved run configuration for `overrides` (Hydra syntax: `group=option`, `key.sub=value`)."""
+    """The resolved run configuration for `overrides` (Hydra syntax: `group=option`, `key.sub=value`),
+    every setting checked against the rules of `projlab.schema` (a broken one is a one-line UserError)."""
     overrides = list(overrides or [])
     _check_group_choices(overrides)
     GlobalHydra.instance().clear()
@@ -58,6 +60,7 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
         raise UserError(f"bad configuration: {str(err).splitlines()[0]}") from err
     finally:
         GlobalHydra.instance().clear()
+    validate(cfg)
     return cfg
 
 

@@ -31,14 +31,28 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
 """
 from __future__ import annotations
 
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from projlab.errors import UserError
 from projlab.io import read_json, write_json
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 STATUSES = ("completed", "failed", "running", "pruned")
+_warned: set[Path] = set()
+
+
+class Damaged(dict):
+    """What `read_results` gives for a results.json that cannot be parsed (a disk that filled, a copy cut
+    short): a failed record whose error names the file, so every reader counts it as failed and says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(status="failed", error=f"damaged {path}: {reason}", run_dir=str(path.parent))
+        self.path = path
 
 
 def results_path(run_dir: str | Path) -> Path:
@@ -46,18 +60,38 @@ def results_path(run_dir: str | Path) -> Path:
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's results, or None where the run has none yet (or its file is unreadable)."""
+    """The run's results; None where the run has none yet; a `Damaged` failed record (and, once per file and
+    process, a warning line on stderr naming it) where the file cannot be parsed."""
     path = results_path(run_dir)
     try:
-        return read_json(path)
-    except (FileNotFoundError, ValueError):
+        record, reason = read_json(path), "not a JSON object"
+    except FileNotFoundError:
         return None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        record, reason = None, (str(err).splitlines() or [type(err).__name__])[0]
+    if isinstance(record, dict):
+        return record
+    damaged = Damaged(path, reason)
+    if path not in _warned:
+        _warned.add(path)
+        print(f"warning: {damaged['error']}; counted as failed", file=sys.stderr, flush=True)
+    return damaged
+
+
+def _keep_damaged(run_dir: str | Path) -> None:
+    """Rename a damaged results.json aside before it is replaced: nothing written is lost."""
+    path = results_path(run_dir)
+    if path.is_file() and isinstance(read_results(run_dir), Damaged):
+        kept = path.with_name(f"results.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json")
+        os.replace(path, kept)
+        print(f"kept the damaged {path} as {kept.name}", file=sys.stderr, flush=True)
 
 
 def write_results(run_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Write atomically; `status` must be one of STATUSES."""
+    """Write atomically (a damaged file there is kept aside first); `status` must be one of STATUSES."""
     if record.get("status") not in STATUSES:
         raise ValueError(f"status {record.get('status')!r} not in {STATUSES}")
+    _keep_damaged(run_dir)
     record = {"schema": SCHEMA_VERSION, **record}
     return write_json(results_path(run_dir), record)
 
@@ -67,6 +101,8 @@ def update_results(run_dir: str | Path, path: tuple[str, ...], value: Any) -> Pa
     record = read_results(run_dir)
     if record is None:
         raise FileNotFoundError(f"no {RESULTS_FILE} in {run_dir}")
+    if isinstance(record, Damaged):
+        raise UserError(f"{record['error']}; cannot add to it (move it away and train the run again)")
     node = record
     for key in path[:-1]:
         node = node.setdefault(key, {})

@@ -3,7 +3,8 @@
     python -m projlab.train projector=c_abstractor projector.num_visual_tokens=144 seed=0
 
 Thin on purpose: the model, the data and the recipe live in their own modules; sweeps call this as a
-process and read only the results.json it leaves.
+process and read only the results.json it leaves. Exit code: 0 done (or already completed), 1 a crash
+(recorded in results.json), 2 a user's mistake (one line), 75 the run folder is in use by another process.
 """
 from __future__ import annotations
 
@@ -21,16 +22,20 @@ import torch  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from projlab import run_lock  # noqa: E402
 from projlab.console import quiet_third_party  # noqa: E402
 from projlab.config import load_config, projector_knobs, run_name  # noqa: E402
 from projlab.data.prompt import TextProcessor  # noqa: E402
 from projlab.data.sources import LlavaSource, SpatialSource  # noqa: E402
 from projlab.errors import UserError, exit_on_user_error  # noqa: E402
+from projlab.io import atomic_write  # noqa: E402
 from projlab.models.language import LanguageModel  # noqa: E402
 from projlab.models.mllm import MLLM  # noqa: E402
 from projlab.models.presets import ensure_tiny_llm, ensure_tiny_tower  # noqa: E402
 from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
+from projlab.run_folder import CONFIG_FILE, check_config, set_aside  # noqa: E402
+from projlab.schema import checkpoint_path  # noqa: E402
 from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
@@ -83,26 +88,26 @@ def build_sources(cfg: DictConfig) -> dict:
     raise UserError(f"unknown data source {d.name!r}; known: spatial, llava")
 
 
-def init_checkpoint(cfg: DictConfig, stage: StageConfig) -> Path | None:
-    if not cfg.init_from:
-        if stage.requires_init:
-            raise UserError(
-                f"stage {stage.name!r} starts from a stage-1 checkpoint: give init_from=<run folder or .ckpt>"
-            )
-        return None
-    path = Path(cfg.init_from)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise UserError(f"init_from: checkpoint '{path}' does not exist; give a run folder or a .ckpt file")
-    return path
+def init_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint to start from (projlab.schema has checked that it is one, of the expected kind)."""
+    return checkpoint_path(cfg.init_from) if cfg.init_from else None
+
+
+def check_built(cfg: DictConfig, model: MLLM) -> None:
+    """The run's folder name and config.yaml must describe the model that trains: a value replaced on the way
+    (a 0 read as "unset") is a bug, stopped here before a step is taken."""
+    built = {"projector.name": model.projector.registry_name, "vision.resolution": model.vision.resolution}
+    wrong = [f"{k}: built {v!r}, config {OmegaConf.select(cfg, k)!r}" for k, v in built.items()
+             if OmegaConf.select(cfg, k) != v]
+    if wrong:
+        raise RuntimeError(f"the model built differs from its config ({'; '.join(wrong)})")
 
 
 def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
     return {
-        "projector": cfg.projector.name,
+        "projector": model.projector.registry_name,
         "num_visual_tokens": model.num_visual_tokens,
-        "resolution": cfg.vision.resolution,
+        "resolution": model.vision.resolution,
         "grid": list(model.vision.grid),
         "seed": cfg.seed,
         "preset": cfg.preset,
@@ -135,12 +140,27 @@ class FailAt(L.Callback):
 
 def run(cfg: DictConfig) -> dict:
     """Train and test one arm; return its results record. Any failure is recorded in results.json
-    (status failed, one error line) before it propagates, so a sweep can read what happened."""
+    (status failed, one error line) before it propagates, so a sweep can read what happened. Rank 0 holds
+    the run folder's lock throughout (run_lock.Busy if another process holds it); every rank first checks
+    that the folder holds no run of other settings."""
     run_dir = Path(cfg.paths.runs_root) / cfg.sweep / run_name(cfg)
+    check_config(run_dir, cfg)  # before anything is created
+    if not is_rank_zero():
+        return _attempt(cfg, run_dir)
+    with run_lock.hold(run_dir) as stale:
+        if stale:
+            print(f"{run_dir}: took over the lock of {stale} (no longer running)")
+        check_config(run_dir, cfg)  # again, now that no other process can write the folder
+        return _attempt(cfg, run_dir)
+
+
+def _attempt(cfg: DictConfig, run_dir: Path) -> dict:
     previous = read_results(run_dir)
     if previous and previous.get("status") == "completed" and not cfg.rerun:
         print(f"{run_dir}: already completed (rerun=true to train again)")
         return previous
+    if cfg.rerun and is_rank_zero() and (moved := set_aside(run_dir)):
+        print(f"{run_dir}: rerun=true; the previous run is set aside in {moved}")
     try:
         return _run(cfg, run_dir)
     except Exception as err:
@@ -154,8 +174,9 @@ def run(cfg: DictConfig) -> dict:
 def _run(cfg: DictConfig, run_dir: Path) -> dict:
     torch.set_flush_denormal(True)  # on CPUs, denormal floats can make a step 100x slower
     stage = StageConfig(**OmegaConf.to_container(cfg.stage, resolve=True))
-    init = init_checkpoint(cfg, stage)
+    init = init_checkpoint(cfg)
     model = build_model(cfg)
+    check_built(cfg, model)
     strategy, world_size = build_strategy(cfg.trainer, model)
     module = MLLMModule(model, stage, list(cfg.data.categories) if cfg.data.name == "spatial" else ["llava"])
     if init is not None:  # stage 1's trainable weights; what stage 1 froze comes from the backbones
@@ -180,7 +201,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     base = {"run_dir": str(run_dir), "config": summary_config(cfg, model, world_size)}
     if is_rank_zero():
         write_results(run_dir, {**base, "status": "running", "error": None})
-        OmegaConf.save(cfg, run_dir / "config.yaml")
+        atomic_write(run_dir / CONFIG_FILE, lambda tmp: OmegaConf.save(cfg, tmp))
     print("\n".join(module.freeze_report))
 
     efficiency = model_efficiency(model, processor, dm.sources["train"].items[0])
@@ -285,6 +306,9 @@ def main(argv: list[str] | None = None) -> None:
         run(cfg)
     except UserError:
         raise
+    except run_lock.Busy as busy:  # nothing was done: say who holds the folder
+        print(busy, file=sys.stderr)
+        sys.exit(run_lock.BUSY_EXIT)
     except Exception:
         traceback.print_exc()
         sys.exit(1)

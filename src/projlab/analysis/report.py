@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from projlab.analysis.collect import run_dirs
+from projlab.results import read_results
 from projlab.cli import ArgumentParser
 from projlab.errors import UserError, exit_on_user_error
 
@@ -106,8 +107,11 @@ def written_since(out: Path, t0: float) -> dict[str, list[Path]]:
 
 
 def report(sweep: str, runs_root: Path, out: Path, notebooks: Path) -> tuple[dict[str, list[Path]], list[str]]:
-    if not run_dirs(runs_root, sweep):
+    dirs = run_dirs(runs_root, sweep)
+    if not dirs:
         raise UserError(f"no results under {runs_root / sweep}; run make sweep first")
+    for d in dirs:  # a damaged results.json is named here, in the terminal (the tables count it as failed)
+        read_results(d)
     sources = sorted(notebooks.glob("[0-9]*.py"))
     if not sources:
         raise UserError(f"no analysis notebooks (NN_name.py) in {notebooks}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
 from projlab.analysis.stats import compare_arms
@@ -22,6 +23,7 @@ from projlab.config import load_config, run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping, write_json
+from projlab.run_folder import config_problem
 from projlab.sweeps import runner
 from projlab.sweeps.grid import Arm, int_list, run_grid
 
@@ -51,7 +53,12 @@ def plan(spec: dict[str, Any], extra: list[str]) -> list[tuple[str, Arm]]:
             ov = [*spec.get("overrides", []), *overrides, *extra, f"seed={seed}", f"sweep={spec['name']}"]
             cfg = load_config(ov)
             name = run_name(cfg)
-            arms.append((label, Arm(name, Path(cfg.paths.runs_root) / spec["name"] / name, tuple(ov), 0)))
+            run_dir = Path(cfg.paths.runs_root) / spec["name"] / name
+            asked = OmegaConf.to_container(cfg, resolve=True)
+            other = config_problem(run_dir, asked, "rerun=true replaces it, another name: in the spec keeps both")
+            if other:  # its results would be tabulated as this arm's
+                raise UserError(f"{label} (seed {seed}): {other}")
+            arms.append((label, Arm(name, run_dir, tuple(ov), 0, bool(cfg.rerun), asked)))
     return arms
 
 

@@ -7,11 +7,13 @@
 The spec file gives the defaults (lists, sweep name, fixed Hydra overrides for every arm); the flags replace
 its lists. Projectors whose M is fixed (per-patch ones keep M = N, `blind` has none) appear once per
 resolution x seed, with no token override. Every arm is composed and validated before anything runs, and
-every invalid arm is reported at once (exit 2). Arms land in `<runs>/<name>/<arm>/` (train.log beside
-results.json); `<runs>/<name>/sweep.json` lists them with their status. Re-running the same command skips
-completed arms and re-runs the others (training resumes from their last checkpoint). `--jobs N` runs N arms
-at once, each its own process with 1/N of the cores. Exit code: 0 if every arm completed, 1 if any failed,
-128+signal when stopped by a signal.
+every invalid arm is reported at once (exit 2), as is an arm whose folder holds a run of other settings
+(`projlab.run_folder`; `rerun=true` trains every arm again, the previous runs set aside). Arms land in
+`<runs>/<name>/<arm>/` (train.log beside results.json); `<runs>/<name>/sweep.json` lists them with their
+status. Re-running the same command skips completed arms and re-runs the others (training resumes from
+their last checkpoint); an arm another process holds (a second sweep) is skipped, its holder named.
+`--jobs N` runs N arms at once, each its own process with 1/N of the cores. Exit code: 0 if every arm
+completed, 1 if any did not, 128+signal when stopped by a signal.
 
 Importable pieces (for `projlab.sweeps.calibrate` and tests): `load_spec`, `expand`, `check_arm`, `plan`,
 `run_grid`, `summary_table`, `write_sweep_json`.
@@ -27,15 +29,18 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from omegaconf import OmegaConf
+
 from projlab.cli import ArgumentParser, positive_int
-from projlab.config import load_config, projector_knobs, run_name
+from projlab.config import load_config, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping, write_json
 from projlab.results import read_results
+from projlab.run_folder import config_problem
+from projlab.schema import visual_tokens
 from projlab.sweeps import runner
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
@@ -63,26 +68,39 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class Arm:
-    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides."""
+    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides;
+    `config`, the resolved config asked for, is what a completed run in its folder must have been."""
 
     name: str
     run_dir: Path
     overrides: tuple[str, ...]
     num_visual_tokens: int
+    rerun: bool = False
+    config: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 # ---- the spec ---------------------------------------------------------------------------------------
+def _items(text: str, what: str) -> list[str]:
+    """The items of a comma list; an empty one (`64,,144`, a trailing comma) is a mistake, not skipped."""
+    items = [v.strip() for v in text.split(",")]
+    if any(not v for v in items):
+        raise UserError(f"{what}: {text!r} has an empty item; give values separated by single commas")
+    return items
+
+
 def int_list(value: Any, what: str) -> list[int]:
-    items = value if isinstance(value, list) else str(value).split(",")
+    items = value if isinstance(value, list) else _items(str(value), what)
+    if any(isinstance(v, bool) or isinstance(v, float) for v in items):
+        raise UserError(f"{what}: {value!r} is not a list of integers")
     try:
-        return [int(str(v).strip()) for v in items if str(v).strip() != ""]
+        return [int(str(v).strip()) for v in items]
     except ValueError:
         raise UserError(f"{what}: {value!r} is not a list of integers") from None
 
 
 def _str_list(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
+        return _items(value, what)
     if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
         raise UserError(f"{what}: {value!r} is not a list of names")
     return [str(v) for v in value]
@@ -153,33 +171,21 @@ def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Plan
     return arms
 
 
-@lru_cache(maxsize=None)
-def patch_size(name_or_path: str) -> int:
-    """The vision tower's patch size: the tiny preset's own constant, else the tower's config."""
-    if name_or_path == "tiny":
-        from projlab.models.presets import TINY_VISION
-
-        return int(TINY_VISION["patch_size"])
-    from transformers import AutoConfig
-
-    from projlab.models.hub import load_pretrained
-
-    config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "vision tower")
-    return int(getattr(config, "vision_config", config).patch_size)
-
-
 def check_arm(overrides: list[str]) -> tuple[Any, int]:
-    """Compose one arm and check its token count the way the projector will; UserError if invalid."""
-    from projlab.projectors.registry import projector_class, projector_config
-
+    """Compose one arm (every setting checked: `projlab.schema`) and its token count M; UserError if invalid."""
     cfg = load_config(overrides)
-    name = cfg.projector.name
-    projector_config(name, projector_knobs(cfg))  # unknown projector or knob
-    res, patch = int(cfg.vision.resolution), patch_size(cfg.vision.name_or_path)
-    if res % patch:
-        raise UserError(f"resolution {res} is not a multiple of the patch size {patch}")
-    m = projector_class(name).resolve_num_visual_tokens(cfg.projector.get("num_visual_tokens"), (res // patch,) * 2)
-    return cfg, m
+    return cfg, visual_tokens(cfg)
+
+
+def _one_error(problems: list[tuple[str, str]]) -> UserError:
+    """One line where every invalid arm has the same problem (a bad setting given to all), else a line per arm."""
+    messages = list(dict.fromkeys(msg for _, msg in problems))
+    if len(messages) == 1:
+        labels = [label for label, _ in problems if label]
+        which = ", ".join(labels) if len(labels) <= 3 else f"{len(labels)} arms"
+        return UserError(f"{messages[0]} ({which + '; ' if which else ''}nothing was run)")
+    lines = "\n".join(f"  {label}: {msg}" if label else f"  {msg}" for label, msg in problems)
+    return UserError(f"{len(problems)} invalid arm(s), nothing was run:\n{lines}")
 
 
 def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
@@ -193,7 +199,7 @@ def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
         raise UserError("no token counts: give --tokens (or tokens: in the spec)")
     known = _token_rules()
     problems = [
-        f"{p}: unknown projector; known: {', '.join(sorted(known))}" for p in dict.fromkeys(spec.projectors)
+        ("", f"{p}: unknown projector; known: {', '.join(sorted(known))}") for p in dict.fromkeys(spec.projectors)
         if p not in known
     ]
     arms: dict[str, Arm] = {}
@@ -203,13 +209,17 @@ def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
         try:
             cfg, m = check_arm(overrides)
         except UserError as err:
-            problems.append(f"{label}: {err}")
+            problems.append((label, str(err)))
             continue
         name = run_name(cfg)
-        arms.setdefault(name, Arm(name, Path(cfg.paths.runs_root) / spec.name / name, tuple(overrides), m))
+        run_dir = Path(cfg.paths.runs_root) / spec.name / name
+        asked = OmegaConf.to_container(cfg, resolve=True)
+        other = config_problem(run_dir, asked, "rerun=true replaces it, another NAME= (--name) keeps both")
+        if other:
+            problems.append((label, other))
+        arms.setdefault(name, Arm(name, run_dir, tuple(overrides), m, bool(cfg.rerun), asked))
     if problems:
-        lines = "\n".join(f"  {p}" for p in problems)
-        raise UserError(f"{len(problems)} invalid arm(s), nothing was run:\n{lines}")
+        raise _one_error(problems)
     return list(arms.values())
 
 
@@ -249,6 +259,8 @@ def write_sweep_json(
 
 
 def _progress(outcome: runner.ArmOutcome) -> str:
+    if outcome.holder:
+        return f"skipped: {outcome.run_dir} is in use by {outcome.holder}"
     if outcome.status == "completed":
         acc = f" {outcome.accuracy:.3f}" if outcome.accuracy is not None else ""
         return f"completed{acc} ({'already done, skipped' if outcome.skipped else f'{outcome.seconds:.0f} s'})"
@@ -296,7 +308,8 @@ def run_grid(
                 write_sweep_json(sweep_dir, name, arms, outcomes, running)
 
         # launched and waited on by this same thread: the arm's parent-death signal follows the thread
-        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started)
+        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started, rerun=arm.rerun,
+                                 expected=arm.config)
         with lock:
             running.pop(arm.name, None)
             outcomes[arm.name] = outcome

@@ -4,7 +4,9 @@ An arm is `python -m projlab.train <overrides>` in its own process group, its ou
 `<run_dir>/train.log`. The arm's results.json is the only thing read back. A process that dies without
 recording its end (SIGKILL, out of memory, a config error before training) is recorded here as failed with
 its exit code or signal and the last line of its log, so a sweep always knows what happened to every arm.
-A completed results.json is never rewritten: re-running an arm whose result is completed skips it.
+A completed results.json is never rewritten: re-running an arm whose result is completed skips it (where
+its stored settings are the ones asked for; `rerun` trains it again). An arm whose folder another process
+holds (`projlab.run_lock`: a second sweep, a `make train`) is skipped, its holder named, and not recorded.
 
 Signals: `forward_signals()` makes SIGTERM/SIGINT go to every running arm's process group (a parallel
 sweep runs arms from several threads); `run_arm` then waits for the arm to record its end (Lightning turns
@@ -27,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from projlab import run_lock
 from projlab.results import read_results, results_path, write_results
+from projlab.run_folder import config_problem
 
 LOG_FILE = "train.log"
 GRACE_S = 60.0  # how long an arm may take to record its end after SIGTERM before it is killed
@@ -44,9 +48,10 @@ class ArmOutcome:
     run_dir: Path
     status: str  # completed | failed | pruned | running (only if another process holds the arm)
     record: dict[str, Any] | None
-    returncode: int | None  # None when the arm was not launched (already completed)
+    returncode: int | None  # None when the arm was not launched (already completed, or held)
     seconds: float
     skipped: bool = False
+    holder: str | None = None  # who holds the arm's folder, where another process does
 
     @property
     def error(self) -> str | None:
@@ -119,6 +124,14 @@ def last_line(path: Path, max_bytes: int = 8192) -> str:
     return lines[-1] if lines else ""
 
 
+def _busy_holder(log_path: Path, start: int) -> str | None:
+    """The holder a busy arm named in its log, after byte `start` (the holder's own output may follow it)."""
+    with open(log_path, "rb") as f:
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()
+    return next((h for ln in lines if (h := run_lock.Busy.holder_in(ln.strip()))), None)
+
+
 def _how_it_ended(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -146,18 +159,28 @@ def run_arm(
     env: dict[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
     grace_s: float = GRACE_S,
+    rerun: bool = False,
+    expected: dict[str, Any] | None = None,
 ) -> ArmOutcome:
     """Run `projlab.train <overrides>` (which must write to `run_dir`) unless `run_dir` holds a completed
-    result; return its outcome. Output is appended to `run_dir/train.log`. `on_start(pid)` is called once
-    the process is running (a sweep records the pid so it can be found and killed). Thread-safe: a parallel
-    sweep calls it from several threads."""
+    result (and `rerun` is false) or another process holds it; return its outcome. A completed result is
+    skipped only if its stored settings are `expected` (the resolved config asked for), where given.
+    Output is appended to `run_dir/train.log`. `on_start(pid)` is called once the process is running (a
+    sweep records the pid so it can be found and killed). Thread-safe: a parallel sweep calls it from
+    several threads."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     previous = read_results(run_dir)
-    if previous and previous.get("status") == "completed":
+    if previous and previous.get("status") == "completed" and not rerun:
+        problem = config_problem(run_dir, expected, "rerun=true replaces it") if expected else None
+        if problem:  # written by another process since the sweep checked: not this arm's result
+            return ArmOutcome(run_dir, "failed", {**previous, "error": problem}, None, 0.0)
         return ArmOutcome(run_dir, "completed", previous, None, 0.0, skipped=True)
     if _interrupt is not None:
         return ArmOutcome(run_dir, previous.get("status", "failed") if previous else "failed", previous, None, 0.0)
+    holder = run_lock.holder(run_dir)
+    if holder:
+        return ArmOutcome(run_dir, "running", previous, None, 0.0, skipped=True, holder=holder)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / LOG_FILE
     cmd = train_command(overrides)
@@ -165,6 +188,7 @@ def run_arm(
     with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
+        start = log.tell()  # where this launch's output begins (another process may write here too)
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True, preexec_fn=_die_with_parent if _LIBC is not None else None,
@@ -178,12 +202,18 @@ def run_arm(
         finally:
             with _running_lock:
                 _running.discard(proc)
-    record = read_results(run_dir)
-    status = record.get("status") if record else None
-    written_now = record is not None and results_path(run_dir).stat().st_mtime >= launched
-    if status != "completed" and (not written_now or status not in ("failed", "pruned")):
-        record = _record_crash(run_dir, returncode, log_path)
-    return ArmOutcome(run_dir, record["status"], record, returncode, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if returncode == run_lock.BUSY_EXIT:  # another process took the folder first: nothing was done
+        holder = _busy_holder(log_path, start) or run_lock.holder(run_dir) or "another process"
+        return ArmOutcome(run_dir, "running", read_results(run_dir), returncode, seconds, True, holder)
+    with run_lock.try_hold(run_dir) as held:  # record a crash only while no other process owns the folder
+        record = read_results(run_dir)
+        status = record.get("status") if record else None
+        written_now = record is not None and results_path(run_dir).stat().st_mtime >= launched
+        if held and status != "completed" and (not written_now or status not in ("failed", "pruned")):
+            record = _record_crash(run_dir, returncode, log_path)
+    status = record["status"] if record else "running"
+    return ArmOutcome(run_dir, status, record, returncode, time.perf_counter() - t0)
 
 
 def _wait(proc: subprocess.Popen, grace_s: float) -> int:
