@@ -1,7 +1,8 @@
 """`python -m projlab.bench [--quick] [--out bench/] [--presets tiny,mid] [--repeats R] [--batch-size B]
 [--device cpu|cuda] [--precision 32-true|bf16-mixed] [--peak-tflops T]`
 
-Runs the four sections in one process and writes <out>/results.json (atomic) and <out>/results.md:
+Runs the sections in one process and writes <out>/results.json (atomic) and <out>/results.md:
+0. the roofline: this machine's matmul peak per precision (square and the tiny model's own shapes);
 1. per preset, every projector arm (six projectors, M in 64/144/256, N for the per-patch ones): projector
    forward+backward alone and the full training step, interleaved, with ratios to linear;
 2. Lightning's training step against a plain PyTorch loop on the recipe's arm (the smallest preset given);
@@ -28,6 +29,7 @@ from projlab.bench.paper import bench_paper  # noqa: E402
 from projlab.bench.pipeline import against_steps, loader_throughput  # noqa: E402
 from projlab.bench.presets import load_backbones  # noqa: E402
 from projlab.bench.report import environment, markdown  # noqa: E402
+from projlab.bench.roofline import llm_shapes, peaks  # noqa: E402
 from projlab.bench.settings import PRESET_DOC, Settings, parse  # noqa: E402
 from projlab.console import quiet_third_party  # noqa: E402
 from projlab.errors import exit_on_user_error  # noqa: E402
@@ -49,6 +51,7 @@ def run(s: Settings, out: Path) -> dict:
         "environment": environment(device),
         "settings": s.as_dict(),
         "presets": {p: PRESET_DOC[p] for p in s.presets},
+        "roofline": None,
         "arms": [],
         "overhead": None,
         "pipeline": [],
@@ -59,10 +62,18 @@ def run(s: Settings, out: Path) -> dict:
         bb = load_backbones(preset)
         recipe = ArmSpec(bb.cfg.projector.name, bb.cfg.projector.get("num_visual_tokens"))
         batch, cache = s.batch_size[preset], bb.cfg.paths.cache_dir
+        if results["roofline"] is None:  # at the recipe's own LLM shape: batch x the M=144 sequence
+            c = bb.llm.model.config
+            tokens = bb.cfg.stage.batch_size * (144 + 17)
+            _say(f"roofline: matmul peak, precisions {', '.join(s.peak_precisions)}")
+            results["roofline"] = peaks(device, llm_shapes(tokens, c.hidden_size, c.intermediate_size),
+                                        s.peak_precisions, repeats=3 if s.quick else 5)
+        peak = results["roofline"][s.precision]["peak_gflops"]
         _say(f"{preset}: data pipeline alone")  # first: fills the feature cache while the tower is on the CPU
         loader = loader_throughput(bb, batch, s.pipeline_batches, recipe.tokens or 0, cache, s.per_category)
         _say(f"{preset}: {len(specs)} arms, batch {batch}, {s.repeats[preset]} rounds")
-        arms = bench_arms(bb, specs, batch, s.repeats[preset], device, s.precision, s.peak_tflops)
+        arms = bench_arms(bb, specs, batch, s.repeats[preset], device, s.precision, s.peak_tflops,
+                          peak_gflops=peak)
         results["arms"] += arms
         results["pipeline"].append(against_steps(loader, arms, recipe.label))
         if results["overhead"] is None:  # the first (smallest) preset: where a fixed cost weighs most

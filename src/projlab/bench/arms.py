@@ -24,6 +24,7 @@ from projlab.models.mllm import MLLM
 from projlab.projectors.accounting import count_parameters, projector_flops
 from projlab.projectors.registry import projector_class
 from projlab.training.datamodule import collate_train_examples
+from projlab.training.efficiency import llm_forward_flops
 from projlab.training.module import MLLMModule, StageConfig
 
 PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
@@ -99,6 +100,7 @@ class Arm:
         batch["features"] = torch.randn(batch_size, n, bb.vision.hidden_size, generator=g)  # what the cache holds
         self.batch = to_device(batch, device)
         self.grad_out = torch.randn(batch_size, m, bb.llm.hidden_size, generator=g).to(device)
+        self.visual = torch.randn(batch_size, m, bb.llm.hidden_size, generator=g).to(device)  # for the LLM alone
 
     @property
     def batch_size(self) -> int:
@@ -111,6 +113,17 @@ class Arm:
         y.backward(self.grad_out.to(y.dtype))
         self.model.projector.zero_grad(set_to_none=True)
 
+    def llm_call(self) -> None:
+        """Forward + backward of the LLM alone on the arm's batch, its visual tokens given (fixed, random)."""
+        b = self.batch
+        with autocast(self.device, self.precision):
+            out = self.model(b["input_ids"], b["attention_mask"], visual=self.visual, labels=b["labels"])
+        out.loss.backward()
+        self.model.llm.zero_grad(set_to_none=True)
+
+    def llm_forward_flops(self) -> int:
+        return llm_forward_flops(self.model, self.batch["input_ids"], self.batch["attention_mask"])
+
     def step(self) -> None:
         plain_step(self.module, self.optimizer, self.scheduler, self.params, self.batch, self.device, self.precision)
 
@@ -122,11 +135,20 @@ class Arm:
             )
 
 
+def _roofline(flops: dict[str, int], seconds: dict[str, float], peak_gflops: float | None) -> dict:
+    """Achieved GFLOP/s of each part (3 x its forward FLOPs: backward counted as twice the forward) and the
+    fraction of the measured matmul peak of the precision it ran in."""
+    achieved = {k: 3 * flops[k] / seconds[k] / 1e9 for k in flops}
+    return {"achieved_gflops": achieved,
+            "fraction_of_peak": {k: v / peak_gflops for k, v in achieved.items()} if peak_gflops else None}
+
+
 def bench_arms(
     bb: Backbones, specs: list[ArmSpec], batch_size: int, repeats: int, device: torch.device, precision: str,
-    peak_tflops: float | None, per_category: int = 8,
+    peak_tflops: float | None, per_category: int = 8, peak_gflops: float | None = None,
 ) -> list[dict]:
-    """Time every arm of `specs` in preset `bb`; one record per arm."""
+    """Time every arm of `specs` in preset `bb`; one record per arm. `peak_gflops`: the measured matmul peak
+    of `precision` on this machine (`bench.roofline`), which each part's achieved FLOP/s is read against."""
     torch.manual_seed(0)
     source = train_items(bb, per_category)
     arms = {s.label: Arm(bb, s, batch_size, source, device, precision) for s in specs}
@@ -139,6 +161,7 @@ def bench_arms(
             arm.step()
         memory[label] = {"projector": proj_mem["mb"], "step": step_mem["mb"]}
     proj_times = interleaved({k: a.projector_call for k, a in arms.items()}, repeats, clock)
+    llm_times = interleaved({k: a.llm_call for k, a in arms.items()}, repeats, clock)
     step_times = interleaved({k: a.step for k, a in arms.items()}, repeats, clock)
     ref = next(label for label, a in arms.items() if a.spec.projector == REFERENCE)
     proj_ratio, step_ratio = ratios(proj_times, ref), ratios(step_times, ref)
@@ -149,6 +172,9 @@ def bench_arms(
         m, b = arm.model.num_visual_tokens, arm.batch_size
         fwd = arm.step_forward_flops()
         achieved = 3 * fwd / step["median"]
+        parts = {"projector": projector_flops(arm.model.projector) * b, "llm": arm.llm_forward_flops(), "step": fwd}
+        medians = {"projector": summary(proj_times[label])["median"], "llm": summary(llm_times[label])["median"],
+                   "step": step["median"]}
         records.append({
             "preset": bb.name,
             "projector": arm.spec.projector,
@@ -163,8 +189,10 @@ def bench_arms(
                 "total": count_parameters(arm.module),
             },
             "flops": {"projector_forward_per_sample": projector_flops(arm.model.projector),
-                      "step_forward": fwd},
+                      "projector_forward": parts["projector"], "llm_forward": parts["llm"], "step_forward": fwd},
+            "roofline": _roofline(parts, medians, peak_gflops),
             "projector_time_s": summary(proj_times[label]),
+            "llm_time_s": summary(llm_times[label]),
             "step_time_s": step,
             "samples_per_s": b / step["median"],
             "visual_tokens_per_s": b * m / step["median"],

@@ -23,8 +23,14 @@ def environment(device: torch.device) -> dict:
     import lightning
     import transformers
 
+    from projlab.training.precision import cpu_flags, native_bf16
+
     env = {
         "cpu": cpu_model(),
+        # what decides the precisions' speed: figures from machines that differ here are not comparable
+        "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+                      if f in cpu_flags()],
+        "native_bf16": native_bf16(device.type),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
@@ -71,7 +77,7 @@ def _arms(records: list[dict], preset: str, presets_doc: dict) -> list[str]:
     mfu = any(r["mfu"] is not None for r in rs)
     header = ["arm", "M", "seq", "projector params", "projector fwd+bwd ms", "projector / linear", "step ms",
               "step / linear", "samples/s", "visual tokens/s", "peak MiB (proj / step)", "step fwd GFLOPs",
-              "achieved GFLOP/s" + (" (MFU)" if mfu else "")]
+              "achieved GFLOP/s" + (" (MFU)" if mfu else ""), "GFLOP/s projector / LLM / step (% of peak)"]
     rows = []
     for r in rs:
         achieved = _n(1e3 * r["achieved_tflops"]) + (f" ({100 * r['mfu']:.1f}%)" if r["mfu"] is not None else "")
@@ -80,11 +86,30 @@ def _arms(records: list[dict], preset: str, presets_doc: dict) -> list[str]:
             _ms(r["projector_time_s"]), _x(r["ratio_to_linear"]["projector"]), _ms(r["step_time_s"]),
             _x(r["ratio_to_linear"]["step"]), _n(r["samples_per_s"]), _n(r["visual_tokens_per_s"]),
             f"{r['peak_memory_mb']['projector']:.0f} / {r['peak_memory_mb']['step']:.0f}",
-            f"{r['flops']['step_forward'] / 1e9:.2f}", achieved,
+            f"{r['flops']['step_forward'] / 1e9:.2f}", achieved, _parts(r),
         ])
     return [f"### Preset `{preset}`: {presets_doc.get(preset, '')}; batch {b}", ""] + _table(
         header, rows, ["---"] + ["---:"] * (len(header) - 1)
     ) + [""]
+
+
+def _roofline(r: dict) -> list[str]:
+    rows = []
+    for precision, p in r.items():
+        for shape, g in p["gflops"].items():
+            rows.append([precision, p["dtype"], shape, _n(g), "peak" if g == p["peak_gflops"] else ""])
+    return ["torch's own matmul, median of repeated products; the peak of a precision is its best shape.", ""] + _table(
+        ["precision", "dtype", "product", "GFLOP/s", ""], rows, ["---", "---", "---", "---:", "---"]) + [""]
+
+
+def _parts(r: dict) -> str:
+    """Achieved GFLOP/s (fraction of the peak) of projector / LLM / step."""
+    roof = r.get("roofline") or {}
+    achieved, frac = roof.get("achieved_gflops") or {}, roof.get("fraction_of_peak")
+    return " / ".join(
+        _n(achieved[k]) + (f" ({100 * frac[k]:.0f}%)" if frac else "") for k in ("projector", "llm", "step")
+        if k in achieved
+    ) or "-"
 
 
 def _overhead(o: dict) -> list[str]:
@@ -148,6 +173,9 @@ def markdown(results: dict) -> str:
         "",
         f"- machine: {env['cpu']}, {env['cores']} cores (torch threads {env['torch_threads']}"
         + "".join(f", {k}={v}" for k, v in env.get("omp_env", {}).items()) + f"); device {device}",
+        f"- CPU flags that decide the precisions' speed: {', '.join(env.get('cpu_flags') or []) or 'none of note'}; "
+        f"native bf16: {'yes' if env.get('native_bf16') else 'no'} (figures from machines that differ here, or "
+        "in CPU model, are not comparable)",
         f"- versions: torch {env['torch']}, lightning {env['lightning']}, transformers {env['transformers']}, "
         f"python {env['python']}",
         f"- date: {env['date']}; wall time {results['wall_time_s']:.0f} s"
@@ -160,13 +188,18 @@ def markdown(results: dict) -> str:
                              "state, activations) on the untimed warm-up step"),
     ]
     lines += _load_warning(env)
+    if results.get("roofline"):
+        lines += ["", "## 0. The roofline: this machine's matmul peak", ""] + _roofline(results["roofline"])
     lines += [
         "",
         "## 1. Projectors inside the model: projector alone and the full training step",
         "",
         "Full step = projector + LLM trainable, frozen tower's features given (as the tiny recipe with its "
         "feature cache): forward, backward, gradient clipping, AdamW, LR schedule. Achieved FLOP/s = "
-        "3 x forward FLOPs of the step / step time.",
+        "3 x forward FLOPs / time, for the projector alone (fwd+bwd), the LLM alone (fwd+bwd, its visual "
+        "tokens given) and the step; FLOPs from `projlab.training.efficiency`, as results.json counts them "
+        "(FlopCounterMode: every matmul, the LM head included, and attention by SDPA's formula; element-wise "
+        "work uncounted); % of the peak of the precision measured in section 0.",
         "",
     ]
     for preset in s["presets"]:

@@ -12,6 +12,7 @@ from projlab.bench.presets import MID_LLM, MID_VISION, PRESETS
 from projlab.cli import ArgumentParser, positive_int
 from projlab.errors import UserError
 from projlab.models.presets import TINY_LLM, TINY_VISION
+from projlab.training.precision import resolve_precision
 
 PEAK_TFLOPS_H100_BF16 = 989.0  # dense bf16 tensor-core peak of an H100 SXM
 
@@ -33,7 +34,8 @@ class Settings:
     paper_repeats: int = 2
     paper_timed: tuple[str, ...] = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
     device: str = "cpu"
-    precision: str = "32-true"
+    precision: str = "auto"  # resolved in `parse`, as a run resolves it
+    peak_precisions: tuple[str, ...] = ("32-true", "bf16-mixed")  # the roofline measures each
     peak_tflops: float | None = None
     threads: int | None = None  # torch intra-op threads; None: torch's default (what a training run uses)
 
@@ -89,8 +91,9 @@ def parse(argv: list[str] | None) -> tuple[Settings, str]:
     parser.add_argument("--batch-size", type=positive_int, help="one batch size for every preset and section "
                         "(default tiny 8, mid 4, and the recipe's 32 for the overhead; quick: 4, 2, 4)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
-    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
-                        help="bf16-mixed: bf16 autocast around the forward, as Lightning's precision plugin")
+    parser.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed"), default="auto",
+                        help="bf16-mixed: bf16 autocast around the forward, as Lightning's precision plugin; "
+                        "auto (default): as a run resolves trainer.precision=auto on this machine")
     parser.add_argument("--peak-tflops", type=_positive_float, help="peak FLOP/s of the device for MFU "
                         f"(default on cuda: {PEAK_TFLOPS_H100_BF16:g}, an H100's dense bf16: give the fp32/TF32 peak "
                         "with --precision 32-true; on cpu: no MFU unless given)")
@@ -104,7 +107,8 @@ def parse(argv: list[str] | None) -> tuple[Settings, str]:
     if args.batch_size:
         s.batch_size = {p: args.batch_size for p in PRESETS}
         s.overhead_batch = args.batch_size
-    s.device, s.precision, s.threads = args.device, args.precision, args.threads
+    s.device, s.threads = args.device, args.threads
+    s.precision = resolve_precision(args.precision, args.device)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible to torch on this machine")
     if Path(args.out).exists() and not Path(args.out).is_dir():

@@ -40,6 +40,13 @@ EXTRA_FLOP_FORMULAS = {
 }
 
 
+def forward_flops(forward) -> int:
+    """FLOPs of one call of `forward` (matmuls, convolutions, attention; a multiply-add counts 2)."""
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
+        forward()
+    return int(counter.get_total_flops())
+
+
 def _device_and_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in (*module.parameters(), *module.buffers()):
         return t.device, t.dtype if t.is_floating_point() else torch.get_default_dtype()
