@@ -18,7 +18,7 @@ import pytest
 
 from conftest import TINY_RUN
 from projlab.config import group_options
-from projlab.analysis.collect import PROJECTORS, collect_curves, collect_predictions, collect_runs
+from projlab.analysis.collect import PROJECTORS, SPATIAL, collect_curves, collect_predictions, collect_runs
 from projlab.analysis.figures import PALETTE
 from projlab.analysis.paper import load_paper_numbers, paper_comparison
 from projlab.analysis.render import to_latex, to_markdown, write_table
@@ -148,7 +148,8 @@ def test_spatial_table_groups_by_tokens_and_flags_arms_that_ignore_the_image(run
     table = spatial_table(df)
     cols = list(table.display.columns)
     assert cols.index("object_localization") < cols.index("spatial_relation") < cols.index("counting")
-    assert dict(table.groups)["spatial"] == ["object_localization", "spatial_relation"]
+    assert dict(table.groups)["spatial"] == ["object_localization", "spatial_relation", "adjacent_relation"]
+    assert dict(table.groups)["control"] == ["counting", "attribute"] and dict(table.groups)["pixel"] == ["stripes"]
     data = table.data.set_index("projector")
     for cat in ("object_localization", "spatial_relation", "counting", "attribute"):
         accs = [results(runs, f"c_abstractor-m16-r112-s{s}-joint")["metrics"]["per_category"][cat]["accuracy"]
@@ -163,7 +164,7 @@ def test_spatial_table_groups_by_tokens_and_flags_arms_that_ignore_the_image(run
     assert data.loc["c_abstractor", "ignores_image"] == expected
     assert "not completed" in table.display.set_index("projector").loc["linear", "n (questions × seeds)"]
     md, tex = to_markdown(table), to_latex(table)
-    assert "spatial: object_localization" in md and "\\multicolumn{2}{c}{spatial}" in tex
+    assert "spatial: object_localization" in md and "\\multicolumn{3}{c}{spatial}" in tex
 
 
 def test_best_of_a_column_is_bold_within_one_token_count():
@@ -206,10 +207,10 @@ def test_a_difference_is_called_only_when_the_test_says_so():
 def test_significance_pairs_questions_across_the_runs(runs):
     sig = significance(collect_predictions(runs, SWEEP))
     pooled = sig[(sig["projector_a"] == "c_abstractor") & (sig["projector_b"] == "blind")
-                 & (sig["categories"] == "object_localization+spatial_relation")]
+                 & (sig["categories"] == "+".join(SPATIAL))]
     assert len(pooled) == 1
     n = sum(results(runs, f"c_abstractor-m16-r112-s{s}-joint")["metrics"]["per_category"][c]["n"]
-            for s in (0, 1) for c in ("object_localization", "spatial_relation"))
+            for s in (0, 1) for c in SPATIAL)
     assert pooled["n_pairs"].iloc[0] == n and pooled["seeds"].iloc[0] == 2
     assert "alpha = 0.05" in significance_table(sig).caption
 

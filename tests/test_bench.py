@@ -14,7 +14,7 @@ import torch
 
 from projlab.bench.__main__ import main
 from projlab.bench.arms import PROJECTORS, arm_specs
-from projlab.bench.counting import peak_memory
+from projlab.training.memory import peak_memory
 from projlab.bench.timing import summary
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ from conftest import TINY_RUN, python
 from lightning.pytorch.strategies import DDPStrategy
 
 from projlab.config import load_config
+from projlab.data.spatial import CATEGORIES
 from projlab.errors import UserError
 from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_state_dict
 from projlab.results import read_results
@@ -105,7 +106,7 @@ def test_fsdp_run_resumes_and_its_checkpoint_scores_the_same_in_one_process(runs
 
     again = evaluate_checkpoint(results["run_dir"], accelerator="cpu")
     assert_same_metrics(results["metrics"], again, loss_rel=1e-5)
-    assert again["n"] == 4 * 8  # data.test=8 per category
+    assert again["n"] == len(CATEGORIES) * 8  # data.test=8 per category
 
 
 @pytest.mark.slow
@@ -120,7 +121,7 @@ def test_fsdp_bf16_frozen_llm_sharded_checkpoint(runs_dir):
     assert weights and not [k for k in weights if k.startswith(("model.vision.", "model.llm."))]
 
     again = evaluate_checkpoint(results["run_dir"], accelerator="cpu")
-    assert again["n"] == results["metrics"]["n"] == 4 * 8
+    assert again["n"] == results["metrics"]["n"] == len(CATEGORIES) * 8
     assert again["loss"] == pytest.approx(results["metrics"]["loss"], rel=0.01)
 
 
@@ -128,5 +129,5 @@ def test_fsdp_bf16_frozen_llm_sharded_checkpoint(runs_dir):
 def test_ddp_on_two_processes(runs_dir):
     results = train(runs_dir, "trainer=ddp", "sweep=ddp")
     assert results["efficiency"]["samples"] == 6 * 8 * 2  # each rank read its own slice of the global batch
-    assert results["metrics"]["n"] == 4 * 8
+    assert results["metrics"]["n"] == len(CATEGORIES) * 8
     assert (Path(results["run_dir"]) / "checkpoints" / "last.ckpt").is_file()

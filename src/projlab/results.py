@@ -17,7 +17,8 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
         "params_total": int, "params_trainable": int, "projector_params": int,
         "projector_flops": int, "llm_flops": int,           # forward FLOPs per sample
         "llm_seq_len": int, "step_time_s": float (median), "samples_per_s": float,
-        "visual_tokens_per_s": float, "peak_memory_mb": float, "cpu_threads": int, "steps": int,
+        "visual_tokens_per_s": float, "peak_tensor_mb": float (the model's: weights, gradients, optimiser
+        state, activations), "peak_rss_mb": float (the process's), "cpu_threads": int, "steps": int,
         "wall_time_s": float
       },
       "metrics": {

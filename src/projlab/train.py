@@ -36,9 +36,10 @@ from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
 from projlab.run_folder import CONFIG_FILE, check_config, set_aside  # noqa: E402
 from projlab.schema import checkpoint_path  # noqa: E402
-from projlab.training.callbacks import EfficiencyMonitor, peak_memory_mb, progress_bar  # noqa: E402
+from projlab.training.callbacks import EfficiencyMonitor, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
+from projlab.training.memory import peak_rss_mb  # noqa: E402
 from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
 from projlab.training.precision import resolve_precision  # noqa: E402
 from projlab.training.strategy import build_strategy  # noqa: E402
@@ -267,7 +268,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         "efficiency": {
             **efficiency,
             **monitor.summary(stage.batch_size, world_size),
-            "peak_memory_mb": peak_memory_mb(module.device),
+            "peak_tensor_mb": monitor.peak_tensor_mb,  # the model's own: weights, grads, state, activations
+            "peak_rss_mb": peak_rss_mb(),  # the process's (libraries, the memory-mapped feature cache)
             "cpu_threads": torch.get_num_threads(),  # step times depend on it (a parallel sweep splits the cores)
             "steps": trainer.global_step,
             "resumed_from_step": resumed_from,

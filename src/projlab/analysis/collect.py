@@ -14,12 +14,13 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from projlab.data.spatial import CATEGORIES, SPATIAL_CATEGORIES
+from projlab.data.spatial import CATEGORIES, PIXEL_CATEGORIES, SPATIAL_CATEGORIES
 from projlab.io import read_json
 from projlab.results import RESULTS_FILE, read_results
 
 SPATIAL = SPATIAL_CATEGORIES  # the tasks that need to know where a patch was
-CONTROLS = tuple(c for c in CATEGORIES if c not in SPATIAL)  # tasks a bag of patches can answer
+PIXEL = PIXEL_CATEGORIES  # the tasks that need the pixels a low resolution loses
+CONTROLS = tuple(c for c in CATEGORIES if c not in SPATIAL and c not in PIXEL)  # what a bag of patches answers
 CONTROL_PROJECTORS = ("blind", "shuffle", "scrambled")
 # Registry names in the order tables list them (figures.PALETTE gives each its colour).
 PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor", "blind", "shuffle", "scrambled")
@@ -27,7 +28,7 @@ DEFAULT_TAGS = ("val/acc", *(f"val/acc_{c}" for c in CATEGORIES))
 
 CONFIG_KEYS = ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")
 EFFICIENCY_KEYS = (
-    "steps", "wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_memory_mb",
+    "steps", "wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_tensor_mb", "peak_rss_mb",
     "projector_params", "projector_flops", "params_trainable", "llm_seq_len",
 )
 RUN_COLUMNS = (
@@ -105,7 +106,7 @@ def collect_runs(runs_root: str | Path, sweep: str | None = None) -> pd.DataFram
     for col in ("num_visual_tokens", "resolution", "seed", "steps", "n", "llm_seq_len",
                 "projector_params", "projector_flops", "params_trainable", *(f"n_{c}" for c in cats)):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in ("wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_memory_mb",
+    for col in ("wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_tensor_mb", "peak_rss_mb",
                 "accuracy", "train_loss_final", *(f"acc_{c}" for c in cats)):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     return df.sort_values(["sweep", "projector", "num_visual_tokens", "resolution", "seed", "arm"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from projlab.analysis.collect import CONTROLS, PROJECTORS, SPATIAL, categories
+from projlab.analysis.collect import CONTROLS, PIXEL, PROJECTORS, SPATIAL, categories
 from projlab.analysis.render import DASH, Table, count, missing, num, pm
 from projlab.analysis.stats import ALPHA, mean_std
 
@@ -81,12 +81,12 @@ def efficiency_table(runs: pd.DataFrame, name: str = "efficiency") -> Table:
         acc, acc_sd, n_seeds = mean_std(done["accuracy"])
         step, step_sd, _ = mean_std(done["step_time_s"])
         tput, _, _ = mean_std(done["samples_per_s"])
-        mem, _, _ = mean_std(done["peak_memory_mb"])
+        mem, _, _ = mean_std(done["peak_tensor_mb"])
         steps = sorted({int(s) for s in done["steps"].dropna()})
         params, flops = _first(group["projector_params"]), _first(group["projector_flops"])
         data.append({**key, "projector_params": params, "projector_flops": flops,
                      "steps": steps[0] if len(steps) == 1 else None, "step_time_s": step, "step_time_s_std": step_sd,
-                     "samples_per_s": tput, "peak_memory_mb": mem, "accuracy": acc, "accuracy_std": acc_sd,
+                     "samples_per_s": tput, "peak_tensor_mb": mem, "accuracy": acc, "accuracy_std": acc_sd,
                      "seeds_completed": n_seeds, "seeds_total": len(group), "status": status_text(group)})
         display.append({
             "projector": key["projector"] or DASH, "M": _tokens(key["num_visual_tokens"]),
@@ -94,12 +94,13 @@ def efficiency_table(runs: pd.DataFrame, name: str = "efficiency") -> Table:
             "projector params": count(params), "projector FLOPs/sample": count(flops),
             "steps": DASH if not steps else "–".join(map(str, sorted({steps[0], steps[-1]}))),
             "step time (s)": pm(step, step_sd, scale=1.0, digits=3),
-            "throughput (samples/s)": num(tput), "peak memory (MB)": num(mem, 4),
+            "throughput (samples/s)": num(tput), "model memory (MB)": num(mem, 4),
             "accuracy (%)": pm(acc, acc_sd), "seeds": f"{n_seeds}/{len(group)}", "status": status_text(group),
         })
     caption = ("Performance vs efficiency per arm. Accuracy on the test split, mean ± sample std over completed seeds "
                "(seeds = completed/launched); step time is each run's median, averaged over seeds; FLOPs are the "
-               "projector's forward FLOPs per sample; memory is the peak of the process.")
+               "projector's forward FLOPs per sample; model memory is the peak of the tensors of one training step "
+               "(weights, gradients, optimiser state, activations), not the process's.")
     return Table(name, caption, pd.DataFrame(display), _ints(pd.DataFrame(data)))
 
 
@@ -129,11 +130,14 @@ def ignores_image(group: pd.DataFrame, blind: pd.DataFrame, tol: float = LOSS_TO
 
 
 def spatial_table(runs: pd.DataFrame, name: str = "spatial", tol: float = LOSS_TOLERANCE) -> Table:
-    """Accuracy (%) per category per projector, grouped by M; spatial categories first, then the controls."""
-    cats = categories(runs)
-    spatial = [c for c in cats if c in SPATIAL]
-    controls = [c for c in cats if c in CONTROLS]
-    other = [c for c in cats if c not in SPATIAL and c not in CONTROLS]
+    """Accuracy (%) per category per projector, grouped by M; spatial categories first, then the controls, then
+    the pixel task."""
+    found = categories(runs)
+    spatial = [c for c in found if c in SPATIAL]
+    controls = [c for c in found if c in CONTROLS]
+    pixel = [c for c in found if c in PIXEL]
+    other = [c for c in found if c not in SPATIAL and c not in CONTROLS and c not in PIXEL]
+    cats = spatial + controls + pixel + other  # the columns, group by group
     blind = _blind_losses(runs)
     flag = not blind.empty
     display, data = [], []
@@ -166,9 +170,11 @@ def spatial_table(runs: pd.DataFrame, name: str = "spatial", tol: float = LOSS_T
             values = data_df.loc[rows, f"acc_{c}"].dropna()
             if len(values) >= 2 and values.max() > values.min():
                 bold.loc[values.index[values == values.max()], c] = True
-    groups = [(name_, cols) for name_, cols in (("spatial", spatial), ("control", controls), ("other", other)) if cols]
+    groups = [(name_, cols) for name_, cols in (("spatial", spatial), ("control", controls), ("pixel", pixel),
+                                                ("other", other)) if cols]
     caption = ("Accuracy (%) per task category at matched visual-token counts M (grouped by M; M = 0 is the blind "
                "control), mean ± sample std over completed seeds. Spatial tasks need to know where a patch was; "
+               "the pixel task (stripes) needs detail a low resolution loses; "
                "the controls (counting, attribute) can be answered from a bag of patches. Bold: best of a column "
                "within one M (ties all bold; not a significance claim, see the significance table).")
     notes = []

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from projlab.bench.loop import autocast, plain_step, set_train_mode, to_device, trainable
 from projlab.bench.presets import Backbones
-from projlab.bench.counting import forward_flops, peak_memory
+from projlab.projectors.accounting import forward_flops
+from projlab.training.memory import peak_memory
 from projlab.bench.timing import Clock, interleaved, ratios, summary
 from projlab.config import load_config, projector_knobs
 from projlab.data.prompt import TextProcessor

@@ -50,7 +50,8 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "stripes": ("horizontal", "vertical", "rising", "falling"),
 }
 CATEGORIES = tuple(OPTIONS)
-SPATIAL_CATEGORIES = ("object_localization", "spatial_relation", "adjacent_relation")
+SPATIAL_CATEGORIES = ("object_localization", "spatial_relation", "adjacent_relation")  # need locality
+PIXEL_CATEGORIES = ("stripes",)  # need resolution
 LAYOUT = {c: FINE_CELLS if c == "adjacent_relation" else CELLS for c in CATEGORIES}
 LETTERS = "ABCD"
 

@@ -1,47 +1,50 @@
 """Callbacks of a training run: efficiency measured while training (step time, samples/s, visual tokens/s,
-peak memory) and the terminal's progress bar."""
+the step's peak tensor memory) and the terminal's progress bar."""
 from __future__ import annotations
 
-import resource
 import statistics
-import sys
 import time
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
-
-def peak_memory_mb(device: torch.device | None = None) -> float:
-    """Peak accelerator memory where there is one, else the process's peak resident memory."""
-    if device is not None and device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+from projlab.training.memory import peak_memory
 
 
 class EfficiencyMonitor(L.Callback):
-    """Times each optimiser step (forward, backward, update) and logs throughput."""
+    """Times each optimiser step (forward, backward, update) and logs throughput; measures the peak tensor
+    memory of one early step (`training.memory`: the allocator's on a GPU, followed storages on the CPU,
+    slow, so that step is one of the untimed warm-up steps)."""
 
-    def __init__(self, num_visual_tokens: int, skip_first: int = 5) -> None:
+    def __init__(self, num_visual_tokens: int, skip_first: int = 5, memory_step: int = 2) -> None:
         self.num_visual_tokens = num_visual_tokens
         self.skip_first = skip_first  # the first steps pay for warm-up, not for the model
+        self.memory_step = memory_step  # counted from this process's first step (a resumed run starts late)
         self.step_times: list[float] = []
+        self.peak_tensor_mb: float | None = None
         self._t0 = 0.0
+        self._memory = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # one process only: with several, a CPU rank's storages are DTensor shards (and its peak a shard's)
+        if len(self.step_times) == self.memory_step and trainer.world_size == 1:
+            self._memory = peak_memory(pl_module.device, pl_module, *trainer.optimizers)
+            self._memory_out = self._memory.__enter__()
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         dt = time.perf_counter() - self._t0
         self.step_times.append(dt)
+        if self._memory is not None:
+            self._memory.__exit__(None, None, None)
+            self._memory = None
+            self.peak_tensor_mb = self._memory_out["mb"]
         b = batch["input_ids"].shape[0] * trainer.world_size
         pl_module.log_dict(
             {
                 "perf/step_time_s": dt,
                 "perf/samples_per_s": b / dt,
                 "perf/visual_tokens_per_s": b * self.num_visual_tokens / dt,
-                "perf/peak_memory_mb": peak_memory_mb(pl_module.device),
             },
             on_step=True, on_epoch=False,
         )

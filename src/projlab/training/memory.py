@@ -1,16 +1,29 @@
-"""What one call costs besides time: its FLOPs (torch's FlopCounterMode) and its peak tensor memory."""
+"""Peak memory of a training step: the tensors a model needs (parameters, gradients, optimiser state,
+activations at their peak) and, beside it, the process's peak resident memory.
+
+The two differ on the CPU by far: a run's resident memory counts the memory-mapped feature cache and the
+libraries (3-6 GB for arms whose weights are under 1 MB), the tensor peak is what the paper's memory column
+means. On a GPU the tensor peak is the allocator's (`torch.cuda.max_memory_allocated`); on the CPU, which
+keeps no allocator statistics, it is followed storage by storage (`LiveBytes`).
+"""
 from __future__ import annotations
 
 import contextlib
+import resource
+import sys
 import weakref
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
-from projlab.projectors.accounting import forward_flops  # noqa: F401  (the bench's FLOPs: the one counter)
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (MiB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 class LiveBytes(TorchDispatchMode):
