@@ -334,14 +334,14 @@ def _knob_check(hint: Any) -> Check:
 
 def _projector_problems(cfg: DictConfig) -> list[str]:
     import projlab.projectors  # noqa: F401  (importing the package registers every projector)
-    from projlab.projectors.registry import projector_class, projector_config
+    from projlab.projectors.registry import check_knob_names, projector_class, projector_config
 
     name = cfg.projector.get("name")
     if not isinstance(name, str):
         return []
     knobs = {k: v for k, v in _value(cfg, "projector").items() if k != "name"}
     try:
-        projector_config(name, {k: None for k in knobs})  # an unknown projector or setting
+        check_knob_names(name, knobs)  # an unknown projector or setting
     except UserError as err:
         return [str(err)]
     hints = typing.get_type_hints(projector_class(name).config_cls)
@@ -351,6 +351,11 @@ def _projector_problems(cfg: DictConfig) -> list[str]:
         check = integer(0, null=True) if key == "num_visual_tokens" else _knob_check(hints[key])
         if problem := _judge(f"projector.{key}", value, check):
             problems.append(problem)
+    if not problems:  # the values each of the right type: what the projector itself allows (init, activation)
+        try:
+            projector_config(name, {k: v for k, v in knobs.items() if v is not None})
+        except UserError as err:
+            problems.append(str(err))
     return problems
 
 

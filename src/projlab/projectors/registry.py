@@ -39,19 +39,23 @@ def projector_class(name: str) -> type["Projector"]:
     return _REGISTRY[name][0]
 
 
-def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
-    """The typed config of projector `name`, filled from `knobs`; unknown knobs and values no module can be
-    built from are a UserError (checked here, before anything is built)."""
-    cls = projector_class(name)
-    config_cls = cls.config_cls
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    knobs = dict(knobs or {})
+def check_knob_names(name: str, knobs: dict[str, Any]) -> None:
+    """A UserError for an unknown projector or a setting projector `name` does not have."""
+    fields = {f.name for f in dataclasses.fields(projector_class(name).config_cls)}
     unknown = sorted(set(knobs) - fields)
     if unknown:
         raise UserError(
             f"projector {name!r} has no setting {unknown[0]!r}; its settings: {', '.join(sorted(fields))}"
         )
-    config = config_cls(**knobs)
+
+
+def projector_config(name: str, knobs: dict[str, Any] | None = None) -> Any:
+    """The typed config of projector `name`, filled from `knobs`; unknown knobs and values no module can be
+    built from are a UserError (checked here, before anything is built)."""
+    knobs = dict(knobs or {})
+    check_knob_names(name, knobs)
+    cls = projector_class(name)
+    config = cls.config_cls(**knobs)
     cls.check_config(config)
     return config
 
