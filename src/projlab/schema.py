@@ -207,11 +207,11 @@ def _feature_dtypes() -> tuple:
     return tuple(FEATURE_DTYPES)
 
 
-def categories() -> Check:
+def categories(empty: bool = False) -> Check:
     def check(v: Any) -> str | None:
         from projlab.data.spatial import CATEGORIES
 
-        ok = isinstance(v, list) and v and len(set(v)) == len(v) and all(c in CATEGORIES for c in v)
+        ok = isinstance(v, list) and (v or empty) and len(set(v)) == len(v) and all(c in CATEGORIES for c in v)
         return None if ok else f"must be a list of distinct categories from {', '.join(CATEGORIES)}"
 
     return check
@@ -275,6 +275,8 @@ RULES: dict[str, Check] = {
     "data.max_objects": choice(_object_counts),
     "data.scramble": flag(),
     "data.categories": categories(),
+    "data.warmup_categories": categories(empty=True),
+    "data.warmup_steps": integer(0),
     "data.train_json": existing("file"),
     "data.val_json": existing("file"),
     "data.image_root": existing("folder"),
@@ -290,6 +292,7 @@ RULES: dict[str, Check] = {
     "stage.betas": pair_in_unit_interval(),
     "stage.eps": number(above=0),
     "stage.grad_clip": number(0),  # 0: no clipping
+    "stage.projector_lr_scale": number(above=0),
     "trainer.name": text(),
     "trainer.accelerator": choice(_accelerators),
     "trainer.devices": devices(),

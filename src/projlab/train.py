@@ -192,6 +192,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     dm = QADataModule(
         build_sources(cfg), processor, model.vision, use_cache, cfg.paths.cache_dir, stage.batch_size,
         cfg.eval.batch_size, cfg.seed, stage.max_steps, cfg.trainer.num_workers,
+        warmup_categories=tuple(cfg.data.get("warmup_categories") or ()),
+        warmup_steps=int(cfg.data.get("warmup_steps") or 0),
     )
     t_data = time.perf_counter()
     dm.setup()

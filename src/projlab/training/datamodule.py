@@ -40,12 +40,15 @@ class QADataModule(L.LightningDataModule):
         seed: int,
         max_steps: int,
         num_workers: int = 0,
+        warmup_categories: tuple[str, ...] = (),
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.sources, self.processor, self.tower = sources, processor, tower
         self.use_cache, self.cache_dir = use_cache, cache_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.max_steps, self.num_workers = seed, max_steps, num_workers
+        self.warmup_categories, self.warmup_steps = tuple(warmup_categories), warmup_steps  # `StepSampler.first`
         self.datasets: dict[str, SplitDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -85,12 +88,20 @@ class QADataModule(L.LightningDataModule):
             out["targets"] = collate_train_examples(items, self.processor)
         return out
 
+    def _warmup_indices(self) -> list[int] | None:
+        """The training items of the warm-up categories (None: no warm-up)."""
+        if not self.warmup_steps or not self.warmup_categories:
+            return None
+        items = self.datasets["train"].source.items
+        return [i for i, it in enumerate(items) if it.category in self.warmup_categories]
+
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         sampler = StepSampler(
             len(self.datasets["train"]), self.batch_size, self.seed, self.max_steps,
             start_step=trainer.global_step if trainer else 0,
             rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+            first=self._warmup_indices(), first_steps=self.warmup_steps,
         )
         return DataLoader(
             self.datasets["train"], batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate_train,

@@ -31,6 +31,7 @@ class StageConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     grad_clip: float = 1.0
+    projector_lr_scale: float = 1.0  # the projector's learning rate relative to `lr` (the rest's)
 
 
 class MCMetrics(nn.Module):
@@ -128,7 +129,7 @@ class MLLMModule(L.LightningModule):
         loss = out.loss
         self._pending.append(loss.detach())
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log("train/lr", self.optimizers().param_groups[-1]["lr"], on_step=True, on_epoch=False)  # lr, not the projector's
         return loss
 
     def _eval_step(self, batch: dict, split: str) -> None:
@@ -186,7 +187,11 @@ class MLLMModule(L.LightningModule):
         s = self.stage
         # foreach, not fused: fused AdamW gained 2-3% of a tiny CPU step, but Lightning's mixed-precision
         # plugin refuses gradient clipping with a fused optimizer
-        opt = torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
+        proj = {id(p) for p in self.model.projector.parameters()}
+        groups = [{"params": [p for p in params if id(p) in proj], "lr": s.lr * s.projector_lr_scale},
+                  {"params": [p for p in params if id(p) not in proj], "lr": s.lr}]
+        groups = [g for g in groups if g["params"]]
+        opt = torch.optim.AdamW(groups, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
 
         def factor(step: int) -> float:
             if step < s.warmup_steps:
