@@ -3,8 +3,9 @@
     python -m projlab.analysis.feature_probe [hydra overrides of the run, e.g. vision.feature_layer=-1]
 
 For each object of the first training images it takes the patch feature at the object's centre (from the
-feature cache the runs share) and fits a linear classifier for the object's layout cell and for its colour;
-it prints held-out accuracy against chance. High cell accuracy means position is in the features, so an
+feature cache the runs share) and fits linear classifiers for its colour, its cell (coarse layout; row and
+column apart on the fine one) and, for a striped object, the stripes' orientation; it prints held-out
+accuracy against chance. High cell accuracy means position is in the features, so an
 arm that fails the spatial questions lost it in the projector or never learned to read it in the LLM.
 """
 from __future__ import annotations
@@ -48,19 +49,31 @@ def main(argv: list[str] | None = None) -> None:
     n_images = min(3000, len(source.items))
     feats = cached_features(model.vision, source.image, len(source.items), source.signature(), cfg.paths.cache_dir)
     rows, cols = model.vision.grid
-    per_cell = rows // spatial.CELLS
-    x, cell, colour = [], [], []
+    samples: dict[str, tuple[list, list, int]] = {}  # probe -> (features, labels, classes)
+
+    def add(name: str, feature: torch.Tensor, label: int, classes: int) -> None:
+        xs, ys, _ = samples.setdefault(name, ([], [], classes))
+        xs.append(feature)
+        ys.append(label)
+
     for i, item in enumerate(source.items[:n_images]):
         for obj in item.objects:
             r, c = obj.cell
-            patch = int((r + 0.5) * per_cell) * cols + int((c + 0.5) * per_cell)
-            x.append(feats[i, patch].float())
-            cell.append(r * spatial.CELLS + c)
-            colour.append(list(spatial.COLOURS).index(obj.colour))
-    x = torch.stack(x)
-    for name, labels, k in (("layout cell", cell, spatial.CELLS**2), ("colour", colour, len(spatial.COLOURS))):
-        acc = probe(x, torch.tensor(labels), k)
-        print(f"{name:<12} accuracy {acc:.3f}  (chance {1 / k:.3f}; {len(labels) - int(0.8 * len(labels))} held-out objects)")
+            per_row, per_col = rows / obj.layout, cols / obj.layout
+            patch = int((r + 0.5) * per_row) * cols + int((c + 0.5) * per_col)
+            f = feats[i, patch].float()
+            kind = "coarse" if obj.layout == spatial.CELLS else "fine"
+            add(f"{kind} colour", f, list(spatial.COLOURS).index(obj.colour), len(spatial.COLOURS))
+            if kind == "coarse":
+                add("coarse cell", f, r * spatial.CELLS + c, spatial.CELLS**2)
+            else:  # the fine layout's row and column apart: 144 cells are too many classes for the samples
+                add("fine row", f, r, spatial.FINE_CELLS)
+                add("fine column", f, c, spatial.FINE_CELLS)
+            if obj.stripes:
+                add("stripes", f, spatial.OPTIONS["stripes"].index(obj.stripes), len(spatial.OPTIONS["stripes"]))
+    for name, (xs, ys, k) in samples.items():
+        acc = probe(torch.stack(xs), torch.tensor(ys), k)
+        print(f"{name:<12} accuracy {acc:.3f}  (chance {1 / k:.3f}; {len(ys) - int(0.8 * len(ys))} held-out objects)")
 
 
 if __name__ == "__main__":
