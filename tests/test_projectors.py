@@ -251,6 +251,19 @@ def test_flops_counter_on_meta_and_cpu():
     assert projector_flops(build_projector("blind", {}, VD, LD, GRID)) == 0
 
 
+def test_flops_of_the_block_and_pooling_projectors_by_hand():
+    """avgpool: the MLP on M pooled features only. tokenpacker (M = 16, s^2 = 16 patches per region): the
+    query projection and attention's q on M, k/v projections and attention's k/v on N, per region one query
+    against its 16 keys (QK^T and AV), out-projection and MLP on M."""
+    d, D, m, ss = VD, LD, 16, N // 16
+    avgpool = build_projector("avgpool", {"num_visual_tokens": m}, d, D, GRID)
+    assert projector_flops(avgpool) == 2 * m * (d * D + D * D)
+    packer = build_projector("tokenpacker", {"num_visual_tokens": m, "num_heads": 4}, d, D, GRID)
+    by_hand = 2 * (m * d * d + 2 * N * d * d + m * d * d + 2 * N * d * d + 2 * m * ss * d + m * d * d
+                   + m * d * D + m * D * D)
+    assert projector_flops(packer) == by_hand
+
+
 @pytest.mark.parametrize("name", available_projectors())
 def test_flops_same_on_meta_and_cpu(name):
     knobs = dict(TINY_KNOBS.get(name, {}))
