@@ -1,8 +1,8 @@
 """Projectors as the reference trains them, not only as functions: the init scheme, the D-Abstractor's
 reference points and dropout sites, the resampler's LayerNorm eps and float32 norms, the MLP activation.
 
-Init statistics are checked at the paper configuration (1024 -> 4096, 16x16 grid, M = 144), built for real
-on the CPU (about 330M parameters in all, one projector at a time)."""
+Init statistics are checked at the paper configuration (1024 -> 4096, 16x16 grid, M = 144; 64 for the block
+projectors), built for real on the CPU (about 450M parameters in all, one projector at a time)."""
 from __future__ import annotations
 
 import pytest
@@ -12,15 +12,17 @@ from torch import nn
 from projlab.errors import UserError
 from projlab.projectors import build_projector
 from projlab.projectors.base import LayerNormFp32, PositionalEmbedding
-from projlab.projectors.registry import projector_config
+from projlab.projectors.registry import projector_class, projector_config
 
 PAPER = dict(vision_dim=1024, llm_dim=4096, grid=(16, 16))
 HONEYBEE = ["linear", "mlp", "c_abstractor", "d_abstractor", "resampler", "qformer"]
+NEWER = ["avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver"]
 
 
 def _build(name: str, **knobs) -> nn.Module:
-    if name not in ("linear", "mlp"):
-        knobs.setdefault("num_visual_tokens", 144)
+    rule = projector_class(name).token_rule
+    if rule != "all_patches":
+        knobs.setdefault("num_visual_tokens", 64 if rule == "blocks" else 144)
     torch.manual_seed(0)
     return build_projector(name, knobs, **PAPER)
 
@@ -34,9 +36,10 @@ def _weighted(module: nn.Module):
             yield f"{name}.in_proj", m.in_proj_weight, m.in_proj_bias
 
 
-@pytest.mark.parametrize("name", HONEYBEE)
+@pytest.mark.parametrize("name", HONEYBEE + NEWER)
 def test_reference_init_statistics_at_the_paper_configuration(name):
-    proj = _build(name)
+    # the perceiver's six layers are alike: one at the paper width holds every kind of module (and is 5x faster)
+    proj = _build(name, **({"depth": 1} if name == "perceiver" else {}))
     kinds = 0
     for where, weight, bias in _weighted(proj):
         std = weight.detach().double().std().item()
@@ -57,6 +60,27 @@ def test_resampler_queries_start_at_zero_and_d_abstractor_queries_at_002():
     assert torch.count_nonzero(_build("resampler").queries) == 0
     d = _build("d_abstractor")
     assert abs(d.query_embed.weight.std().item() - 0.02) < 0.002
+
+
+# One module per newer projector whose bias PyTorch draws at random (reference: zero).
+BIASED = {
+    "avgpool": "readout.0", "ldpv2": "peg", "pixel_shuffle": "readout.0", "tokenpacker": "k_proj",
+    "perceiver": "readout.0",
+}
+
+
+@pytest.mark.parametrize("name", NEWER)
+def test_newer_projectors_take_either_init_scheme(name):
+    knobs = {"depth": 1} if name == "perceiver" else {}
+    small = dict(vision_dim=32, llm_dim=48, grid=(4, 4))
+    torch.manual_seed(0)
+    ref = build_projector(name, {**knobs, "num_visual_tokens": 4}, **small)
+    torch.manual_seed(0)
+    own = build_projector(name, {**knobs, "num_visual_tokens": 4, "init": "pytorch"}, **small)
+    assert torch.count_nonzero(ref.get_submodule(BIASED[name]).bias) == 0
+    assert torch.count_nonzero(own.get_submodule(BIASED[name]).bias) > 0
+    if name == "perceiver":  # latents are the projector's own: N(0, 1) under either scheme (Flamingo's randn)
+        assert torch.equal(ref.latents, own.latents)
 
 
 def test_pytorch_init_keeps_each_modules_own_start():

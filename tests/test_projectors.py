@@ -17,6 +17,7 @@ from projlab.errors import UserError
 from projlab.projectors import available_projectors, build_projector
 from projlab.projectors.accounting import count_parameters, count_positional_parameters, projector_flops
 from projlab.projectors.deformable_attention import MultiScaleDeformableAttention, deformable_sample
+from projlab.projectors.pixel_shuffle import space_to_depth
 from projlab.projectors.registry import projector_class
 
 # ---------------------------------------------------------------------------------------------------------
@@ -31,6 +32,8 @@ TINY_KNOBS = {
     "d_abstractor": {"depth": 1, "num_heads": 4},
     "resampler": {"depth": 1, "num_heads": 4},
     "qformer": {"depth": 1, "num_heads": 4},
+    "perceiver": {"depth": 1, "num_heads": 4},
+    "tokenpacker": {"num_heads": 4},
 }
 
 
@@ -44,6 +47,8 @@ def _cases() -> list[tuple[str, int | None]]:
         rule = _token_rule(name)
         if rule in ("queries", "square"):
             cases += [(name, m) for m in (64, 144, 256)]
+        elif rule == "blocks":
+            cases += [(name, m) for m in (16, 64, 256)]  # r = 4, 2, 1 on the 16x16 grid
         elif rule == "all_patches":
             cases.append((name, None))  # M = N: no token request
         elif rule == "none":
@@ -56,6 +61,7 @@ def _cases() -> list[tuple[str, int | None]]:
 def test_registry_has_the_study_arms_and_controls():
     assert set(available_projectors()) >= {
         "linear", "mlp", "c_abstractor", "d_abstractor", "resampler", "qformer", "blind", "shuffle",
+        "avgpool", "pixel_shuffle", "ldpv2", "tokenpacker", "perceiver",
     }
 
 
@@ -89,7 +95,7 @@ def test_forward_backward_tiny(name, m):
     _check_forward_backward(name, m, GRID)
 
 
-@pytest.mark.parametrize("name", ["c_abstractor", "d_abstractor"])
+@pytest.mark.parametrize("name", ["c_abstractor", "d_abstractor", "avgpool", "ldpv2"])
 def test_forward_backward_24x24_grid(name):
     _check_forward_backward(name, 144, (24, 24))
 
@@ -172,6 +178,58 @@ def test_qformer_count_matches_its_closed_form(m):
     assert 0.8 < count / _meta_count("resampler", {"num_visual_tokens": m})[0] < 1.2
 
 
+# Closed forms of the projectors beyond Honeybee's (no reference count exists for them at this width), from
+# the layers each builds: d = vision width, D = LLM width, and mlp2 = Linear(in, D), GELU, Linear(D, D).
+def _mlp2(in_dim: int, D: int) -> int:
+    return (in_dim * D + D) + (D * D + D)
+
+
+def _closed_form(name: str, M: int, d: int, D: int, grid: tuple[int, int] = (16, 16)) -> int:
+    n = grid[0] * grid[1]
+    if name == "avgpool":  # pooling has no parameters
+        return _mlp2(d, D)
+    if name == "ldpv2":  # + the PEG: a depthwise 3x3 conv with bias at the LLM width
+        return _mlp2(d, D) + (D * 9 + D)
+    if name == "pixel_shuffle":  # LayerNorm and MLP on the r^2 d wide blocks
+        w = d * (n // M)
+        return 2 * w + _mlp2(w, D)
+    if name == "tokenpacker":
+        projections = d * d + 2 * (d * d + d)  # q (no bias), k, v
+        norms = 3 * 2 * d
+        attention = (3 * d * d + 3 * d) + (d * d + d)  # packed q/k/v in-projection, out-projection
+        return projections + norms + attention + _mlp2(d, D)
+    if name == "perceiver":  # 6 layers, FFN 4d, no biases inside the layers
+        f = 4 * d
+        layer = 2 * 2 * d + 4 * d * d + (2 * d + 2 * d * f)  # media and latent norms, attention, FFN
+        return 6 * layer + M * d + 2 * d + (d * D + D)
+    raise AssertionError(name)
+
+
+NEWER_COUNTS = [
+    ("avgpool", 64), ("avgpool", 144), ("avgpool", 256),
+    ("ldpv2", 64), ("ldpv2", 144), ("ldpv2", 256),
+    ("pixel_shuffle", 16), ("pixel_shuffle", 64), ("pixel_shuffle", 256),
+    ("tokenpacker", 16), ("tokenpacker", 64), ("tokenpacker", 256),
+    ("perceiver", 64), ("perceiver", 144), ("perceiver", 256),
+]
+
+
+@pytest.mark.parametrize("name,m", NEWER_COUNTS, ids=[f"{n}-{m}" for n, m in NEWER_COUNTS])
+def test_newer_projector_counts_match_their_closed_forms(name, m):
+    count, pos = _meta_count(name, {"num_visual_tokens": m})
+    assert count == _closed_form(name, m, PAPER_VD, PAPER_LD), f"{name} M={m}: {count:,}"
+    assert pos == 0
+
+
+def test_block_projectors_default_to_r_2():
+    """Unset, pixel_shuffle and tokenpacker merge 2 x 2 blocks (InternVL's and TokenPacker's default): what
+    the table shows at the paper configuration (M = 64 on 16x16, 144 on 24x24)."""
+    for name in ("pixel_shuffle", "tokenpacker"):
+        assert _meta_count(name, {}) == _meta_count(name, {"num_visual_tokens": 64})
+        with torch.device("meta"):
+            assert build_projector(name, {}, PAPER_VD, PAPER_LD, (24, 24)).num_visual_tokens == 144
+
+
 def test_flops_counter_on_meta_and_cpu():
     """`projector_flops` counts a multiply-add as 2; on meta it gives the same number as on the CPU."""
     lin = build_projector("linear", {}, VD, LD, GRID)
@@ -193,10 +251,23 @@ def test_flops_counter_on_meta_and_cpu():
     assert projector_flops(build_projector("blind", {}, VD, LD, GRID)) == 0
 
 
+def test_flops_of_the_block_and_pooling_projectors_by_hand():
+    """avgpool: the MLP on M pooled features only. tokenpacker (M = 16, s^2 = 16 patches per region): the
+    query projection and attention's q on M, k/v projections and attention's k/v on N, per region one query
+    against its 16 keys (QK^T and AV), out-projection and MLP on M."""
+    d, D, m, ss = VD, LD, 16, N // 16
+    avgpool = build_projector("avgpool", {"num_visual_tokens": m}, d, D, GRID)
+    assert projector_flops(avgpool) == 2 * m * (d * D + D * D)
+    packer = build_projector("tokenpacker", {"num_visual_tokens": m, "num_heads": 4}, d, D, GRID)
+    by_hand = 2 * (m * d * d + 2 * N * d * d + m * d * d + 2 * N * d * d + 2 * m * ss * d + m * d * d
+                   + m * d * D + m * D * D)
+    assert projector_flops(packer) == by_hand
+
+
 @pytest.mark.parametrize("name", available_projectors())
 def test_flops_same_on_meta_and_cpu(name):
     knobs = dict(TINY_KNOBS.get(name, {}))
-    if _token_rule(name) in ("queries", "square"):
+    if _token_rule(name) in ("queries", "square", "blocks"):
         knobs["num_visual_tokens"] = 16
     cpu = build_projector(name, knobs, VD, LD, GRID)
     with torch.device("meta"):
@@ -224,8 +295,8 @@ def test_table_command_lists_every_projector():
 @pytest.mark.parametrize(
     "argv,needles",
     [
-        (["--table", "--tokens", "50"], ["c_abstractor", "50", "allowed"]),
-        (["--table", "--tokens", "289"], ["c_abstractor", "289", "16x16"]),
+        (["--table", "--tokens", "50"], ["avgpool", "50", "allowed"]),
+        (["--table", "--tokens", "289"], ["avgpool", "289", "16x16"]),
         (["--table", "--grid", "nope"], ["--grid"]),
         (["--table", "--tokens", "0"], ["0"]),
         (["--table", "--bogus"], ["--bogus"]),
@@ -255,19 +326,22 @@ def _user_error(name: str, knobs: dict, grid=GRID) -> str:
     return msg
 
 
-@pytest.mark.parametrize("name", ["c_abstractor", "d_abstractor"])
+SQUARE = ["c_abstractor", "d_abstractor", "avgpool", "ldpv2"]
+
+
+@pytest.mark.parametrize("name", SQUARE)
 def test_square_projectors_refuse_non_square(name):
     msg = _user_error(name, {"num_visual_tokens": 50})
     assert name in msg and "50" in msg and "perfect square" in msg and "144" in msg
 
 
-@pytest.mark.parametrize("name", ["c_abstractor", "d_abstractor"])
+@pytest.mark.parametrize("name", SQUARE)
 def test_square_projectors_refuse_more_tokens_than_the_grid(name):
     msg = _user_error(name, {"num_visual_tokens": 289})
     assert name in msg and "289" in msg and "16x16" in msg and "256" in msg
 
 
-@pytest.mark.parametrize("name", ["c_abstractor", "d_abstractor"])
+@pytest.mark.parametrize("name", SQUARE)
 def test_square_projectors_refuse_zero_tokens(name):
     msg = _user_error(name, {"num_visual_tokens": 0})
     assert name in msg and "0" in msg
@@ -280,10 +354,26 @@ def test_per_patch_projectors_refuse_a_token_request(name):
     assert build_projector(name, {"num_visual_tokens": N}, VD, LD, GRID).num_visual_tokens == N
 
 
-@pytest.mark.parametrize("name", ["resampler", "qformer"])
+@pytest.mark.parametrize("name", ["resampler", "qformer", "perceiver"])
 def test_query_projectors_refuse_non_positive(name):
     msg = _user_error(name, {"num_visual_tokens": 0})
     assert name in msg and "positive" in msg
+
+
+@pytest.mark.parametrize("name", ["pixel_shuffle", "tokenpacker"])
+@pytest.mark.parametrize("m", [144, 32, 0, 512])
+def test_block_projectors_refuse_what_no_block_size_gives(name, m):
+    msg = _user_error(name, {"num_visual_tokens": m})
+    assert name in msg and f"num_visual_tokens={m}" in msg and "16x16" in msg
+    assert "allowed: N / r^2 for r dividing both sides (256, 64, 16, 4, 1)" in msg
+
+
+@pytest.mark.parametrize("name", ["pixel_shuffle", "tokenpacker"])
+def test_block_projectors_on_a_grid_two_does_not_divide(name):
+    msg = _user_error(name, {}, grid=(15, 15))
+    assert "num_visual_tokens=unset" in msg and "15x15" in msg and "(225, 25, 9, 1)" in msg
+    assert build_projector(name, {"num_visual_tokens": 25, **TINY_KNOBS.get(name, {})}, VD, LD, (15, 15))(
+        torch.randn(1, 225, VD)).shape == (1, 25, LD)
 
 
 def test_blind_refuses_tokens():
@@ -292,8 +382,8 @@ def test_blind_refuses_tokens():
 
 
 def test_unknown_projector_lists_the_known_ones():
-    msg = _user_error("perceiver", {})
-    assert "perceiver" in msg
+    msg = _user_error("abstractor", {})
+    assert "'abstractor'" in msg
     for name in available_projectors():
         assert name in msg
 
@@ -392,6 +482,54 @@ def test_query_projectors_have_no_locality(name, prepare):
     change = _token_change(name, {"num_visual_tokens": 16, "num_heads": 4}, prepare=prepare)
     assert (change > 0).all()
     assert change.max() / change.min() < 10, change / change.max()
+
+
+# The newer grid projectors: which patches reach which token, exactly.
+def test_space_to_depth_keeps_each_block_of_the_2d_grid_together():
+    """4x4 grid, r = 2: token 0 holds patches 0, 1, 4, 5 (not 0, 1, 2, 3, which a reshape of the flat
+    sequence would give), each with its C channels in a row: channels [0:C] patch 0, [C:2C] patch 1,
+    [2C:3C] patch 4, [3C:4C] patch 5."""
+    c = 3
+    x = torch.arange(16.0).view(1, 16, 1) + torch.arange(c) / 10  # patch p, channel k: p + k / 10
+    out = space_to_depth(x, (4, 4), 2)
+    assert out.shape == (1, 4, 4 * c)
+    blocks = [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+    for token, patches in enumerate(blocks):
+        expected = torch.cat([x[0, p] for p in patches])
+        assert torch.equal(out[0, token], expected), (token, out[0, token])
+
+
+def test_space_to_depth_on_a_non_square_grid():
+    """4 rows x 6 cols, r = 2: six tokens, row-major over the 2 x 3 blocks; token 1 holds patches 2, 3, 8, 9."""
+    x = torch.arange(24.0).view(1, 24, 1)
+    out = space_to_depth(x, (4, 6), 2)
+    assert out[0].tolist() == [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 10, 11],
+                               [12, 13, 18, 19], [14, 15, 20, 21], [16, 17, 22, 23]]
+
+
+def _changed_tokens(name: str, knobs: dict, grid: tuple[int, int], patch: int) -> list[int]:
+    """The output tokens that move when one input patch changes (float64, exact zeros elsewhere)."""
+    torch.manual_seed(0)
+    proj = build_projector(name, knobs, VD, LD, grid).double().eval()
+    n = grid[0] * grid[1]
+    x = torch.randn(2, n, VD, dtype=torch.float64)
+    moved = x.clone()
+    moved[:, patch] += 10 * torch.randn(VD, dtype=torch.float64)
+    with torch.no_grad():
+        change = (proj(moved) - proj(x)).abs().amax(dim=(0, 2))
+    return torch.nonzero(change).flatten().tolist()
+
+
+def test_pixel_shuffle_patch_reaches_only_its_blocks_token():
+    assert _changed_tokens("pixel_shuffle", {"num_visual_tokens": 4}, (4, 4), patch=5) == [0]
+    assert _changed_tokens("pixel_shuffle", {"num_visual_tokens": 4}, (4, 4), patch=14) == [3]
+
+
+@pytest.mark.parametrize("patch,token", [(5 * 16 + 6, 5), (0, 0), (15 * 16, 12), (255, 15)])
+def test_tokenpacker_patch_reaches_only_its_regions_token(patch, token):
+    """16x16 grid, M = 16: 4 x 4 regions of 4 x 4 patches; patch (row 5, col 6) lies in region (1, 1),
+    token 5; the query (the region's mean) and the attention read that region alone."""
+    assert _changed_tokens("tokenpacker", {"num_visual_tokens": 16, "num_heads": 4}, GRID, patch) == [token]
 
 
 # ---------------------------------------------------------------------------------------------------------

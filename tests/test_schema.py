@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from conftest import TINY_RUN
-from projlab.config import config_dir, load_config
+from projlab.config import config_dir, group_options, load_config
 from projlab.errors import UserError
-from projlab.schema import RULES
+from projlab.schema import RULES, visual_tokens
 from projlab.sweeps import grid
 
 
@@ -109,6 +109,9 @@ def test_the_seven_mistakes_are_one_line_before_anything_is_built_or_written(wor
     (["projector=c_abstractor", "projector.num_visual_tokens=50"], ["num_visual_tokens=50", "perfect square"]),
     (["projector=linear", "projector.num_visual_tokens=64"], ["num_visual_tokens=64", "M = N = 256"]),
     (["+projector.se_ratio=-1"], ["projector.se_ratio=-1", ">= 0"]),
+    (["projector=pixel_shuffle", "projector.num_visual_tokens=144"],
+     ["num_visual_tokens=144", "16x16", "N / r^2", "(256, 64, 16, 4, 1)"]),
+    (["projector=tokenpacker", "projector.norm_eps=-1"], ["projector.norm_eps=-1", ">= 0"]),
     (["data=llava", "data.train_json=/nonexistent.json", "data.image_root=/nonexistent"],
      ["data.train_json='/nonexistent.json'", "does not exist", "data.image_root"]),
 ])
@@ -124,6 +127,17 @@ def test_values_within_the_rules_compose(runs_dir):
                        "projector=resampler", "projector.num_heads=null", "stage.grad_clip=0"])
     assert cfg.vision.resolution == 168 and cfg.stage.lr == 1 and cfg.projector.num_heads is None
     assert load_config(["projector=blind"]).projector.num_visual_tokens is None
+
+
+@pytest.mark.parametrize("name", group_options("projector"))
+def test_every_projector_config_composes(runs_dir, name):
+    """Each experiments/projector/<name>.yaml composes on the default tiny preset (16x16 grid) and asks for
+    a token count its projector makes."""
+    cfg = load_config([f"projector={name}"])
+    assert cfg.projector.name == name
+    asked = cfg.projector.num_visual_tokens
+    # unset only where the projector fixes M itself: blind emits none, the per-patch projectors N = 256
+    assert visual_tokens(cfg) == (asked if asked is not None else 0 if name == "blind" else 256)
 
 
 def _leaf_keys(node: dict, prefix: str = "") -> list[str]:

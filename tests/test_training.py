@@ -144,8 +144,8 @@ def test_bad_data_inputs_are_one_line_errors(runs_dir, tmp_path):
 
 
 def test_bad_model_config_is_one_line_errors(runs_dir):
-    msg = _bad("projector=perceiver")
-    assert "perceiver" in msg and "c_abstractor" in msg
+    msg = _bad("projector=abstractor")
+    assert "'abstractor'" in msg and "c_abstractor" in msg
     msg = _bad("projector=c_abstractor", "projector.num_visual_tokens=50")
     assert "c_abstractor" in msg and "50" in msg and "perfect square" in msg
     assert "289" in _bad("projector=d_abstractor", "projector.num_visual_tokens=289")

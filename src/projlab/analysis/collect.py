@@ -23,7 +23,11 @@ PIXEL = PIXEL_CATEGORIES  # the tasks that need the pixels a low resolution lose
 CONTROLS = tuple(c for c in CATEGORIES if c not in SPATIAL and c not in PIXEL)  # what a bag of patches answers
 CONTROL_PROJECTORS = ("blind", "shuffle", "scrambled")
 # Registry names in the order tables list them (figures.PALETTE gives each its colour).
-PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor", "blind", "shuffle", "scrambled")
+PROJECTORS = (
+    "linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor",
+    "avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver",
+    "blind", "shuffle", "scrambled",
+)
 DEFAULT_TAGS = ("val/acc", *(f"val/acc_{c}" for c in CATEGORIES))
 
 CONFIG_KEYS = ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")

@@ -16,7 +16,8 @@ import seaborn as sns  # noqa: E402
 
 from projlab.analysis.collect import CATEGORIES, PROJECTORS, SPATIAL, categories  # noqa: E402
 
-# seaborn's colour-blind palette, one fixed colour per registry name; the controls in greys/light blue.
+# seaborn's colour-blind palette, one fixed colour per registry name (its last colour and seaborn's "dark"
+# palette for the projectors beyond Honeybee's); the controls in greys/light blue.
 PALETTE: dict[str, str] = {
     "linear": "#0173B2",
     "mlp": "#DE8F05",
@@ -24,6 +25,11 @@ PALETTE: dict[str, str] = {
     "qformer": "#D55E00",
     "c_abstractor": "#CC78BC",
     "d_abstractor": "#CA9161",
+    "avgpool": "#ECE133",
+    "ldpv2": "#006374",
+    "pixel_shuffle": "#12711C",
+    "tokenpacker": "#8C0800",
+    "perceiver": "#591E71",
     "blind": "#949494",
     "shuffle": "#56B4E9",
     "scrambled": "#FBAFE4",

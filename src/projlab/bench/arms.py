@@ -28,6 +28,8 @@ from projlab.training.datamodule import collate_train_examples
 from projlab.training.efficiency import llm_forward_flops
 from projlab.training.module import MLLMModule, StageConfig
 
+# The arms of Honeybee's study, which the bench is sized to time within its budget; the other registered
+# projectors' parameters and FLOPs are in `python -m projlab.projectors --table`.
 PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
 REFERENCE = "linear"
 

@@ -6,7 +6,8 @@ Prints a Markdown table: name, M (the projector's own number of visual tokens), 
 module as built, on the meta device), of which positional embedding, forward GFLOPs per sample
 (FlopCounterMode: matmuls, convolutions, attention) and the init scheme its defaults build with
 (`projlab.projectors.init`). `--tokens` goes to the projectors that take a token
-count (learned queries, square pooling); per-patch projectors keep M = N and `blind` emits none. The controls
+count (learned queries, square pooling); block projectors (`pixel_shuffle`, `tokenpacker`) keep their
+default r = 2 (M = N / 4, as InternVL and TokenPacker), per-patch projectors M = N, and `blind` emits none. The controls
 (`blind`, `shuffle`) are listed after a separator row.
 """
 from __future__ import annotations
@@ -89,7 +90,8 @@ def table(args: argparse.Namespace) -> str:
     header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample", "init"]
     lines = [
         f"Projectors at vision_dim={args.vision_dim} -> llm_dim={args.llm_dim}, grid {rows}x{cols} "
-        f"(N={rows * cols}), --tokens {args.tokens} (query and square-pooling projectors only)",
+        f"(N={rows * cols}), --tokens {args.tokens} (query and square-pooling projectors only; block projectors "
+        f"at r = 2, M = N / 4)",
         "",
         "| " + " | ".join(header) + " |",
         "|---|---:|---:|---:|---:|---|",

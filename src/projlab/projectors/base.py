@@ -23,7 +23,8 @@ class Projector(nn.Module):
     registry_name: ClassVar[str]
     config_cls: ClassVar[type]
     # How M follows from the request: "queries" (any M >= 1), "square" (s*s, s <= grid side),
-    # "all_patches" (M = N), "none" (M = 0).
+    # "blocks" (M = N / r^2, the grid cut into r x r blocks; unset: r = 2), "all_patches" (M = N),
+    # "none" (M = 0).
     token_rule: ClassVar[str] = "queries"
 
     def __init__(self, config: Any, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
@@ -44,6 +45,7 @@ class Projector(nn.Module):
         rule = {
             "queries": cls._any_positive,
             "square": cls._square_tokens,
+            "blocks": cls._block_tokens,
             "all_patches": cls._all_patches,
             "none": cls._no_tokens,
         }[cls.token_rule]
@@ -71,6 +73,22 @@ class Projector(nn.Module):
                 f"{rows}x{cols} patch grid; allowed: a perfect square up to {min(rows, cols) ** 2} ({squares})"
             )
         return int(requested)
+
+    @classmethod
+    def _block_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
+        """Rule for projectors that merge each r x r block of the grid into one token: M = (rows / r) *
+        (cols / r) for an integer r dividing both sides; unset: r = 2 (InternVL's and TokenPacker's default)."""
+        rows, cols = grid
+        sides = block_sides(grid)
+        by_side = {r: m for m, r in sides.items()}
+        m = by_side.get(DEFAULT_BLOCK) if requested is None else int(requested)
+        if m not in sides:
+            shown = "unset" if requested is None else str(requested)
+            raise UserError(
+                f"projector {cls.registry_name!r}: num_visual_tokens={shown} is not allowed on a {rows}x{cols} "
+                f"patch grid; allowed: N / r^2 for r dividing both sides ({', '.join(map(str, sides))})"
+            )
+        return m
 
     @classmethod
     def _all_patches(cls, requested: int | None, grid: tuple[int, int]) -> int:
@@ -111,6 +129,15 @@ class Projector(nn.Module):
                 f"{self.registry_name}: expected features (B, {self.num_patches}, {self.vision_dim}), "
                 f"got {tuple(x.shape)}"
             )
+
+
+DEFAULT_BLOCK = 2  # r when a "blocks" projector is given no M
+
+
+def block_sides(grid: tuple[int, int]) -> dict[int, int]:
+    """M -> r for every r x r block size that tiles `grid` (r dividing both sides), largest M first."""
+    rows, cols = grid
+    return {(rows // r) * (cols // r): r for r in range(1, min(rows, cols) + 1) if rows % r == 0 and cols % r == 0}
 
 
 class PositionalEmbedding(nn.Module):

@@ -133,7 +133,7 @@ def load_spec(path: str | Path) -> GridSpec:
 
 # ---- expansion and validation ------------------------------------------------------------------------
 def _token_rules() -> dict[str, str]:
-    """Registry name -> token rule ("queries", "square", "all_patches", "none")."""
+    """Registry name -> token rule ("queries", "square", "blocks", "all_patches", "none")."""
     import projlab.projectors  # noqa: F401  (importing the package registers every projector)
     from projlab.projectors.registry import available_projectors, projector_class
 
