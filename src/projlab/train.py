@@ -64,7 +64,8 @@ def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
 
 def build_model(cfg: DictConfig) -> MLLM:
     vision_path, llm_path = backbone_paths(cfg)
-    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution, cfg.vision.feature_dtype)
+    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution, cfg.vision.feature_dtype,
+                         cfg.vision.image_aspect)
     dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
     llm = LanguageModel(llm_path, dtype=dtype, attn_implementation=cfg.llm.get("attn_implementation"))
     if cfg.llm.gradient_checkpointing:
@@ -110,6 +111,7 @@ def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
         "num_visual_tokens": model.num_visual_tokens,
         "resolution": model.vision.resolution,
         "grid": list(model.vision.grid),
+        "image_aspect": model.vision.image_aspect,
         "seed": cfg.seed,
         "preset": cfg.preset,
         "stage": cfg.stage.name,

@@ -1,8 +1,9 @@
 """The frozen-encoder feature cache.
 
-A frozen tower's features depend only on (tower, weights, layer, resolution, image), so they are computed
-once per dataset split and shared by every arm and epoch of a sweep: stored under the runs root, keyed by
-a hash of those inputs, written atomically, computed by one process while concurrent arms wait on a lock.
+A frozen tower's features depend only on (tower, weights, layer, resolution, how the image is made square and
+normalised, image), so they are computed once per dataset split and shared by every arm and epoch of a sweep:
+stored under the runs root, keyed by a hash of those inputs, written atomically, computed by one process while
+concurrent arms wait on a lock.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def weights_fingerprint(name_or_path: str) -> str:
 
 def cache_key(tower: VisionTower, data_signature: str) -> str:
     parts = [weights_fingerprint(tower.name_or_path), str(tower.feature_layer), str(tower.resolution), data_signature,
-             str(tower.feature_dtype)]
+             str(tower.feature_dtype), tower.image_aspect, str(tower.processor.image_mean), str(tower.processor.image_std)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
