@@ -287,6 +287,7 @@ RULES: dict[str, Check] = {
     "data.train_json": existing("file"),
     "data.val_json": existing("file"),
     "data.image_root": existing("folder"),
+    "data.max_length": integer(1, null=True),
     "stage.name": folder_name(),
     "stage.trainable": units(),
     "stage.requires_init": flag(),

@@ -69,12 +69,17 @@ def cached_features(
     return torch.load(path, mmap=True, weights_only=True)
 
 
-def channel_stats(features: Sequence[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std over every image and position, accumulated in float64, batch by batch."""
+def channel_stats(
+    features: Sequence[torch.Tensor] | torch.Tensor, rows: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over every image (of `rows`, when given) and position, accumulated in float64,
+    batch by batch (a memory-mapped cache is read a batch at a time)."""
     total = None
     count = 0
-    for start in range(0, len(features), BATCH):
-        x = features[start : start + BATCH].double().flatten(0, 1)  # (b*N, C)
+    n = len(features) if rows is None else len(rows)
+    for start in range(0, n, BATCH):
+        batch = features[start : start + BATCH] if rows is None else features[list(rows[start : start + BATCH])]
+        x = batch.double().flatten(0, 1)  # (b*N, C)
         s = torch.stack([x.sum(0), (x * x).sum(0)])
         total = s if total is None else total + s
         count += x.shape[0]

@@ -64,6 +64,7 @@ class MLLM(nn.Module):
             if visual is None:
                 visual = self.visual_tokens(self.vision(pixel_values) if features is None else features)
             visual = visual.to(embeds.dtype)  # (B, M, C_llm)
-            slots = (input_ids == self.llm.image_token_id).unsqueeze(-1)
-            embeds = embeds.masked_scatter(slots, visual)
+            slots = input_ids == self.llm.image_token_id
+            # a text-only sequence has no image tokens: its row of `visual` (a blank image's) is not used
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1), visual[slots.any(-1)])
         return self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
