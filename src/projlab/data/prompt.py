@@ -48,10 +48,12 @@ def template_words(template: str = "plain") -> list[str]:
     return (t.system + " " + t.turn.format(message=" ")).split()
 
 
-def build_prompt(question: str, template: str = "plain") -> str:
-    """The one function that turns a question into the LLM's prompt (with one `<image>` placeholder)."""
+def build_prompt(question: str, template: str = "plain", image: bool = True) -> str:
+    """The one function that turns a question into the LLM's prompt (with one `<image>` placeholder, or none
+    for a question without an image)."""
     t = _template(template)
-    return t.system + t.turn.format(message=t.image_place.format(question=question, image=IMAGE_TOKEN))
+    message = t.image_place.format(question=question, image=IMAGE_TOKEN) if image else question
+    return t.system + t.turn.format(message=message)
 
 
 @dataclass
@@ -75,9 +77,9 @@ class TextProcessor:
             ids += ([self.image_token_id] * self.num_visual_tokens if k else []) + self._ids(part)
         return ids
 
-    def prompt_ids(self, question: str) -> list[int]:
-        """BOS + prompt tokens, with `<image>` expanded to M image tokens."""
-        return self._bos() + self._expand(build_prompt(question, self.template))
+    def prompt_ids(self, question: str, image: bool = True) -> list[int]:
+        """BOS + prompt tokens, with `<image>` expanded to M image tokens (or without an image)."""
+        return self._bos() + self._expand(build_prompt(question, self.template, image))
 
     def answer_ids(self, answer: str) -> list[int]:
         ids = self._ids(" " + answer)
