@@ -148,3 +148,17 @@ def test_a_text_only_sequence_takes_nothing_of_the_visual_tokens(cache_dir):
     assert torch.allclose(both[1], alone[0], atol=1e-5)
     assert torch.equal(both, other_blank)  # the text-only row's visual tokens change nothing
     assert not torch.allclose(both[0], other_image[0])  # the image row's are read
+
+
+def test_the_feature_cache_never_runs_the_tower_on_a_text_only_record(mix, cache_dir, tmp_path):
+    from projlab.data.features import cached_features, compute_features
+    from projlab.models.presets import ensure_tiny_tower
+    from projlab.models.vision import VisionTower
+
+    tower = VisionTower(ensure_tiny_tower(cache_dir), feature_layer=-2)
+    seen = []
+    feats = cached_features(tower, lambda i: seen.append(i) or mix.image(i), len(mix.items), mix.signature(),
+                            tmp_path, mix.has_image)
+    assert 9 not in seen and len(seen) == len(mix.items) - 1
+    assert not feats[9].any()
+    assert torch.equal(feats[:2], compute_features(tower, mix.image, 2))

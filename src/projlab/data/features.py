@@ -57,14 +57,22 @@ def compute_features(tower: VisionTower, images: Callable[[int], Image.Image], n
 
 
 def cached_features(
-    tower: VisionTower, images: Callable[[int], Image.Image], n: int, data_signature: str, cache_dir: str | Path
+    tower: VisionTower, images: Callable[[int], Image.Image], n: int, data_signature: str, cache_dir: str | Path,
+    has_image: Callable[[int], bool] = lambda i: True,
 ) -> torch.Tensor:
-    """The split's features from the cache, computing and storing them first if absent."""
+    """The split's features from the cache, computing and storing them first if absent. The row of an item
+    without an image (`has_image(i)` false: a text-only record) is zeros, and the tower never sees it."""
     path = Path(cache_dir) / "features" / f"{cache_key(tower, data_signature)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not path.exists():
-            feats = compute_features(tower, images, n)
+            shown = [i for i in range(n) if has_image(i)]
+            if len(shown) == n:
+                feats = compute_features(tower, images, n)
+            else:
+                feats = torch.zeros(n, tower.grid[0] * tower.grid[1], tower.hidden_size, dtype=tower.feature_dtype)
+                if shown:
+                    feats[shown] = compute_features(tower, lambda k: images(shown[k]), len(shown))
             atomic_write(path, lambda tmp: torch.save(feats, tmp))
     return torch.load(path, mmap=True, weights_only=True)
 

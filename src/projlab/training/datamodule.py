@@ -66,7 +66,8 @@ class QADataModule(L.LightningDataModule):
                 continue
             feats = None
             if self.use_cache:
-                feats = cached_features(self.tower, source.image, len(source.items), source.signature(), self.cache_dir)
+                feats = cached_features(self.tower, source.image, len(source.items), source.signature(), self.cache_dir,
+                                        source.has_image)
             keep = fitting(source.items, self.processor)
             if not keep:
                 raise UserError(f"no {split} record fits data.max_length={self.processor.max_length}; give a larger one")
