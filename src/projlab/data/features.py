@@ -38,7 +38,8 @@ def weights_fingerprint(name_or_path: str) -> str:
 
 def cache_key(tower: VisionTower, data_signature: str) -> str:
     parts = [weights_fingerprint(tower.name_or_path), str(tower.feature_layer), str(tower.resolution), data_signature,
-             str(tower.feature_dtype), tower.image_aspect, str(tower.processor.image_mean), str(tower.processor.image_std)]
+             str(tower.feature_dtype), tower.image_aspect, str(tower.processor.image_mean),
+             str(tower.processor.image_std)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

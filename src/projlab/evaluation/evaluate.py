@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from projlab.cli import ArgumentParser, positive_int
-from projlab.evaluation.generate import Decoding, add_decoding_arguments, answer_in_text, decoding_from
 from projlab.console import quiet_third_party
 from projlab.data.spatial import LETTERS
 from projlab.errors import UserError, exit_on_user_error
 from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, records_to_answer, score_benchmark
 from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_run
+from projlab.evaluation.generate import Decoding, add_decoding_arguments, answer_in_text, decoding_from
 from projlab.evaluation.likelihood import option_batch, score_matrix, sequence_logprob
 from projlab.io import write_json
 from projlab.results import read_results, update_results
@@ -57,7 +57,8 @@ def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: 
         raise UserError(f"--mode {mode!r} is unknown; use {' or '.join(MODES)}")
     if bench == "spatial":
         if mode != "likelihood":
-            raise UserError(f"--mode {mode} scores {', '.join(BENCHMARKS)}; the spatial benchmark is scored by likelihood")
+            raise UserError(f"--mode {mode} scores {', '.join(BENCHMARKS)}; the spatial benchmark is scored by "
+                            "likelihood")
         scores = evaluate_checkpoint(run)
         run_dir = Path(run) if (Path(run) / "config.yaml").exists() else Path(run).parent.parent
     else:
@@ -68,7 +69,7 @@ def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: 
         if mode == "likelihood":
             preds = answer(module, processor, records_to_answer(bench, records))
             scores = score_benchmark(bench, records, preds)
-        else:  # each question once (MMBench's circular copies too: each is its own question)
+        else:  # MMBench's circular copies too, each answered in its own words
             preds = answer_in_text(module.model, processor, records_to_answer(bench, records), decoding)
             scores = score_benchmark(bench, records, preds, answers="text")
         write_json(run_dir / f"predictions_{bench}.json", preds)

@@ -50,7 +50,8 @@ class Decoding:
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=positive_int, default=Decoding.max_new_tokens,
                         help=f"the answer's length limit in tokens (default {Decoding.max_new_tokens})")
-    parser.add_argument("--temperature", type=float, default=Decoding.temperature, help="0: greedy (default); more: sampled")
+    parser.add_argument("--temperature", type=float, default=Decoding.temperature,
+                        help="0: greedy (default); more: sampled")
     parser.add_argument("--top-p", type=float, default=Decoding.top_p, help="sampling's nucleus (default 1: all)")
     parser.add_argument("--seed", type=int, default=Decoding.seed, help="sampling's seed")
 

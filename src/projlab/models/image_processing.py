@@ -36,11 +36,12 @@ def load_image_processor(name_or_path: str):
 def clip_image_processor(resolution: int) -> CLIPImageProcessorPil:
     """CLIP's processor (its mean, std and bicubic resampling) at `resolution`: what a preset built from a
     config saves beside its tower."""
-    return CLIPImageProcessorPil(size={"shortest_edge": resolution}, crop_size={"height": resolution, "width": resolution})
+    side = {"height": resolution, "width": resolution}
+    return CLIPImageProcessorPil(size={"shortest_edge": resolution}, crop_size=side)
 
 
 def mean_colour(processor) -> tuple[int, int, int]:
-    """The processor's mean as an RGB colour: the padding that normalises to zero."""
+    """The processor's mean as an RGB colour (LLaVA-1.5's padding): it normalises to about zero."""
     return tuple(int(m * 255) for m in processor.image_mean)
 
 

@@ -70,7 +70,8 @@ class QADataModule(L.LightningDataModule):
                                         source.has_image)
             keep = fitting(source.items, self.processor)
             if not keep:
-                raise UserError(f"no {split} record fits data.max_length={self.processor.max_length}; give a larger one")
+                raise UserError(f"no {split} record fits data.max_length={self.processor.max_length}; give a "
+                                "larger one")
             if len(keep) < len(source.items):
                 print(f"data: {len(source.items) - len(keep)} of {len(source.items)} {split} records left out: "
                       f"longer than data.max_length={self.processor.max_length} where the cap would cut their image "
