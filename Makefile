@@ -22,10 +22,10 @@ JOBS ?=
 comma := ,
 opt = $(if $(2),$(1)=$(2),)
 
-.PHONY: install test test-fast train sweep search calibrate figures reproduce bench eval clean help
+.PHONY: install test test-fast train sweep search calibrate figures reproduce bench eval chat clean help
 
 help:
-	@echo "make reproduce | test | train | sweep | search | calibrate | figures | bench | eval"
+	@echo "make reproduce | test | train | sweep | search | calibrate | figures | bench | eval | chat"
 
 # A venv with the exact versions of requirements.lock; re-runs only when the lock or pyproject changes.
 install: $(STAMP)
@@ -81,11 +81,21 @@ bench: install
 	$(PY) -m projlab.bench $(ARGS)
 
 # Score a run on a benchmark file: make eval CKPT=runs/x/arm BENCH=mmbench DATA=path/to/file.tsv
+# MODE=likelihood (option scores, the default) | generate (answers written out, read as text)
 CKPT ?=
 BENCH ?= spatial
 DATA ?=
+MODE ?=
 eval: install
-	$(PY) -m projlab.evaluation.evaluate --run $(CKPT) --bench $(BENCH) $(call opt,--data,$(DATA)) $(ARGS)
+	$(PY) -m projlab.evaluation.evaluate --run $(CKPT) --bench $(BENCH) $(call opt,--data,$(DATA)) \
+		$(call opt,--mode,$(MODE)) $(ARGS)
+
+# Ask a run about an image: make chat CKPT=runs/x/arm IMAGE=photo.jpg PROMPT="What is on the table?"
+# (ARGS="--temperature 0.7 --top-p 0.9" samples instead of the greedy answer)
+IMAGE ?=
+PROMPT ?=
+chat: install
+	$(PY) -m projlab.evaluation.chat --run "$(CKPT)" --prompt "$(PROMPT)" $(call opt,--image,$(IMAGE)) $(ARGS)
 
 clean:
 	rm -rf .pytest_cache reports bench

@@ -28,7 +28,8 @@ def test_a_checkpoint_scores_an_mmbench_file_per_category(runs_dir, tmp_path):
                     "projector.num_visual_tokens=16", "sweep=e"], check=True, capture_output=True)
     run = runs_dir / "e" / "c_abstractor-m16-r112-s0-joint"
     rows = []
-    for i, item in enumerate(spatial.generate("mmb", 2, seed=3)):
+    coarse = ("object_localization", "spatial_relation", "counting", "attribute")  # MMBench's own names for some
+    for i, item in enumerate(spatial.generate("mmb", 2, seed=3, categories=coarse)):
         cat = {"object_localization": "object_localization", "spatial_relation": "spatial_relationship"}.get(
             item.category, item.category)
         rows.append({"index": i, "question": item.question, "hint": "", **item.options, "answer": item.answer,
@@ -42,6 +43,7 @@ def test_a_checkpoint_scores_an_mmbench_file_per_category(runs_dir, tmp_path):
     record = json.loads((run / "results.json").read_text())
     scores = record["metrics"]["benchmarks"]["mmbench"]
     assert record["status"] == "completed" and record["metrics"]["accuracy"] is not None  # kept
+    assert scores["answered_by"] == "likelihood"
     assert set(scores["per_category"]) == {"object_localization", "spatial_relationship", "counting", "attribute"}
     assert all(v["n"] == 2 for v in scores["per_category"].values())
     preds = json.loads((run / "predictions_mmbench.json").read_text())

@@ -104,6 +104,7 @@ def test_the_seven_mistakes_are_one_line_before_anything_is_built_or_written(wor
     (["trainer.strategy=deepspeed"], ["trainer.strategy='deepspeed'", "fsdp"]),
     (["llm.dtype=int8"], ["llm.dtype='int8'", "bfloat16"]),
     (["feature_norm=zscore"], ["feature_norm='zscore'", "standardize"]),
+    (["vision.image_aspect=letterbox"], ["vision.image_aspect='letterbox'", "resize, crop, pad"]),
     (["vision.feature_layer=5"], ["vision.feature_layer=5", "2 layers"]),
     (["vision.resolution=100"], ["vision.resolution=100", "98 or 105"]),
     (["projector=c_abstractor", "projector.num_visual_tokens=50"], ["num_visual_tokens=50", "perfect square"]),

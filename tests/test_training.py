@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from PIL import Image
 from tbparse import SummaryReader
 
 from conftest import TINY_RUN
+from llava_mix import write_mix
 from projlab.data import spatial
 
 pytestmark = pytest.mark.slow
@@ -97,23 +99,17 @@ def test_cached_and_uncached_features_give_the_same_loss_curve(runs_dir):
     assert a == pytest.approx(b, abs=1e-5)
 
 
-def test_llava_json_trains_a_few_steps(runs_dir, tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    records = []
-    for i in range(6):
-        objs = spatial.generate("llava", 1, seed=i)[0].objects
-        spatial.render(objs, 96).save(images / f"{i}.png")
-        records.append({"id": f"r{i}", "image": f"{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nhow many objects are there ?"},
-            {"from": "gpt", "value": spatial.OPTIONS["counting"][len(objs) - 1]},
-        ]})
-    (tmp_path / "data.json").write_text(json.dumps(records))
-    train("data=llava", f"data.train_json={tmp_path / 'data.json'}", f"data.image_root={images}",
-          "projector=c_abstractor", "projector.num_visual_tokens=16", "sweep=llava")
+def test_llava_mix_trains_a_few_steps(runs_dir, tmp_path):
+    """A mix-like file (a tenth text-only, 1-4 turns, JPEG and PNG in nested folders) under a length cap that
+    cuts some records and leaves out those whose image tokens it would cut."""
+    data, images = write_mix(tmp_path, 40)
+    proc = train("data=llava", f"data.train_json={data}", f"data.image_root={images}", "data.max_length=30",
+                 "projector=c_abstractor", "projector.num_visual_tokens=16", "sweep=llava")
+    left_out = re.search(r"data: (\d+) of 40 train records left out", proc.stdout)
+    assert left_out and 0 < int(left_out.group(1)) < 40, proc.stdout[-2000:]
     r = results(runs_dir, "llava")
     assert r["status"] == "completed" and r["efficiency"]["steps"] == 6
-    assert r["metrics"]["val"]["loss"] > 0
+    assert r["metrics"]["val"]["loss"] > 0 and r["config"]["image_aspect"] == "resize"
 
 
 def _bad(*overrides: str) -> str:

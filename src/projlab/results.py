@@ -9,7 +9,7 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
       "run_dir": "<folder>",
       "config": {
         "projector": "c_abstractor", "num_visual_tokens": 144,   # M as built (derived by the projector)
-        "resolution": 112, "grid": [16, 16], "seed": 0, "preset": "tiny", "stage": "joint",
+        "resolution": 112, "grid": [16, 16], "image_aspect": "resize", "seed": 0, "preset": "tiny", "stage": "joint",
         "feature_layer": -1, "feature_norm": "standardize", "max_steps": 2100, "batch_size": 32,
         "world_size": 1, "eval_batch_size": 64, "full": {...resolved Hydra config...}
       },
@@ -26,7 +26,7 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
         "per_category": {"<category>": {"accuracy": float, "n": int}, ...},
         "predicted_histogram": {"A": int, ...},
         "train_loss_final": float,
-        "benchmarks": {"<bench name>": {...scores written by `make eval`...}}
+        "benchmarks": {"<bench name>": {...scores written by `make eval`, "answered_by": "likelihood" | "generate"}}
       }
     }
 """

@@ -201,6 +201,12 @@ def _precisions() -> tuple:
     return ("auto", *PRECISIONS)
 
 
+def _image_aspects() -> tuple:
+    from projlab.models.image_processing import IMAGE_ASPECTS
+
+    return IMAGE_ASPECTS
+
+
 def _feature_dtypes() -> tuple:
     from projlab.models.vision import FEATURE_DTYPES
 
@@ -259,6 +265,7 @@ RULES: dict[str, Check] = {
     "vision.resolution": integer(),  # a positive multiple of the patch size: `_tower_problems`
     "vision.pretrain_steps": integer(0),
     "vision.feature_dtype": choice(_feature_dtypes),
+    "vision.image_aspect": choice(_image_aspects),
     "llm.name_or_path": text(),
     "llm.template": choice(_templates),
     "llm.dtype": choice(_dtypes, null=True),
@@ -280,6 +287,7 @@ RULES: dict[str, Check] = {
     "data.train_json": existing("file"),
     "data.val_json": existing("file"),
     "data.image_root": existing("folder"),
+    "data.max_length": integer(1, null=True),
     "stage.name": folder_name(),
     "stage.trainable": units(),
     "stage.requires_init": flag(),

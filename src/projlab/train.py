@@ -64,7 +64,8 @@ def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
 
 def build_model(cfg: DictConfig) -> MLLM:
     vision_path, llm_path = backbone_paths(cfg)
-    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution, cfg.vision.feature_dtype)
+    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution, cfg.vision.feature_dtype,
+                         cfg.vision.image_aspect)
     dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
     llm = LanguageModel(llm_path, dtype=dtype, attn_implementation=cfg.llm.get("attn_implementation"))
     if cfg.llm.gradient_checkpointing:
@@ -110,6 +111,7 @@ def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
         "num_visual_tokens": model.num_visual_tokens,
         "resolution": model.vision.resolution,
         "grid": list(model.vision.grid),
+        "image_aspect": model.vision.image_aspect,
         "seed": cfg.seed,
         "preset": cfg.preset,
         "stage": cfg.stage.name,
@@ -187,7 +189,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         missing = module.load_state_dict(state, strict=False)
         print(f"init_from {init}: loaded {len(state)} tensors ({len(missing.unexpected_keys)} unexpected)")
 
-    processor = TextProcessor(model.llm.tokenizer, model.num_visual_tokens, model.llm.image_token_id, cfg.llm.template)
+    processor = TextProcessor(model.llm.tokenizer, model.num_visual_tokens, model.llm.image_token_id, cfg.llm.template,
+                              cfg.data.get("max_length"))
     use_cache = cfg.feature_cache == "auto" and "vision" not in stage.trainable
     dm = QADataModule(
         build_sources(cfg), processor, model.vision, use_cache, cfg.paths.cache_dir, stage.batch_size,
@@ -207,7 +210,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: OmegaConf.save(cfg, tmp))
     print("\n".join(module.freeze_report))
 
-    efficiency = model_efficiency(model, processor, dm.sources["train"].items[0])
+    efficiency = model_efficiency(model, processor, dm.datasets["train"].items[0])
     monitor = EfficiencyMonitor(model.num_visual_tokens)
     callbacks: list[L.Callback] = [
         monitor,

@@ -50,9 +50,11 @@ def _write_mid(dest: Path, seed: int) -> None:
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
     from projlab.data.spatial import vocabulary
+    from projlab.models.image_processing import clip_image_processor
 
     torch.manual_seed(seed)
     CLIPVisionModel(CLIPVisionConfig(**MID_VISION)).save_pretrained(dest / "vision")
+    clip_image_processor(MID_VISION["image_size"]).save_pretrained(dest / "vision")
     tokenizer = build_tokenizer(vocabulary())
     LlamaForCausalLM(
         LlamaConfig(
@@ -67,7 +69,7 @@ def ensure_mid_preset(cache_dir: str | Path, seed: int = 0) -> dict[str, str]:
     """Write the mid backbones under `cache_dir` once (safe under concurrent callers); return their paths."""
     from projlab.data.spatial import vocabulary
 
-    spec = {"vision": MID_VISION, "llm": MID_LLM, "vocab": vocabulary(), "seed": seed, "version": 1}
+    spec = {"vision": MID_VISION, "llm": MID_LLM, "vocab": vocabulary(), "seed": seed, "version": 2}
     root = Path(cache_dir) / "presets"
     dest = root / f"mid-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
     root.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,7 @@ def load_backbones(name: str) -> Backbones:
     """The preset's tower and LLM, loaded as `projlab.train.build_model` loads them."""
     cfg = load_config(preset_overrides(name))
     vision_path, llm_path = backbone_paths(cfg)
-    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution)
+    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution,
+                         image_aspect=cfg.vision.image_aspect)
     dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
     return Backbones(name, cfg, vision, LanguageModel(llm_path, dtype=dtype))

@@ -1,8 +1,9 @@
 """The frozen-encoder feature cache.
 
-A frozen tower's features depend only on (tower, weights, layer, resolution, image), so they are computed
-once per dataset split and shared by every arm and epoch of a sweep: stored under the runs root, keyed by
-a hash of those inputs, written atomically, computed by one process while concurrent arms wait on a lock.
+A frozen tower's features depend only on (tower, weights, layer, resolution, how the image is made square and
+normalised, image), so they are computed once per dataset split and shared by every arm and epoch of a sweep:
+stored under the runs root, keyed by a hash of those inputs, written atomically, computed by one process while
+concurrent arms wait on a lock.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def weights_fingerprint(name_or_path: str) -> str:
 
 def cache_key(tower: VisionTower, data_signature: str) -> str:
     parts = [weights_fingerprint(tower.name_or_path), str(tower.feature_layer), str(tower.resolution), data_signature,
-             str(tower.feature_dtype)]
+             str(tower.feature_dtype), tower.image_aspect, str(tower.processor.image_mean),
+             str(tower.processor.image_std)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -56,24 +58,37 @@ def compute_features(tower: VisionTower, images: Callable[[int], Image.Image], n
 
 
 def cached_features(
-    tower: VisionTower, images: Callable[[int], Image.Image], n: int, data_signature: str, cache_dir: str | Path
+    tower: VisionTower, images: Callable[[int], Image.Image], n: int, data_signature: str, cache_dir: str | Path,
+    has_image: Callable[[int], bool] = lambda i: True,
 ) -> torch.Tensor:
-    """The split's features from the cache, computing and storing them first if absent."""
+    """The split's features from the cache, computing and storing them first if absent. The row of an item
+    without an image (`has_image(i)` false: a text-only record) is zeros, and the tower never sees it."""
     path = Path(cache_dir) / "features" / f"{cache_key(tower, data_signature)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not path.exists():
-            feats = compute_features(tower, images, n)
+            shown = [i for i in range(n) if has_image(i)]
+            if len(shown) == n:
+                feats = compute_features(tower, images, n)
+            else:
+                feats = torch.zeros(n, tower.grid[0] * tower.grid[1], tower.hidden_size, dtype=tower.feature_dtype)
+                if shown:
+                    feats[shown] = compute_features(tower, lambda k: images(shown[k]), len(shown))
             atomic_write(path, lambda tmp: torch.save(feats, tmp))
     return torch.load(path, mmap=True, weights_only=True)
 
 
-def channel_stats(features: Sequence[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std over every image and position, accumulated in float64, batch by batch."""
+def channel_stats(
+    features: Sequence[torch.Tensor] | torch.Tensor, rows: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over every image (of `rows`, when given) and position, accumulated in float64,
+    batch by batch (a memory-mapped cache is read a batch at a time)."""
     total = None
     count = 0
-    for start in range(0, len(features), BATCH):
-        x = features[start : start + BATCH].double().flatten(0, 1)  # (b*N, C)
+    n = len(features) if rows is None else len(rows)
+    for start in range(0, n, BATCH):
+        batch = features[start : start + BATCH] if rows is None else features[list(rows[start : start + BATCH])]
+        x = batch.double().flatten(0, 1)  # (b*N, C)
         s = torch.stack([x.sum(0), (x * x).sum(0)])
         total = s if total is None else total + s
         count += x.shape[0]

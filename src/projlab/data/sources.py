@@ -11,15 +11,19 @@ from typing import Protocol
 from PIL import Image
 
 from projlab.data import spatial
+from projlab.data.conversation import Conversation, read_record
 from projlab.data.spatial import Item
 from projlab.errors import UserError
-from projlab.models.language import IMAGE_TOKEN
+
+BLANK_SIDE = 32  # a text-only record's blank image (any size: the tower's processor resizes it)
 
 
 class Source(Protocol):
-    items: list[Item]
+    items: list[Item] | list[Conversation]
 
     def image(self, i: int) -> Image.Image: ...
+
+    def has_image(self, i: int) -> bool: ...
 
     def signature(self) -> str: ...
 
@@ -64,6 +68,9 @@ class SpatialSource:
             objects = [replace(o, cell=moved[o.cell]) for o in objects]
         return spatial.render(objects)
 
+    def has_image(self, i: int) -> bool:
+        return True
+
     def signature(self) -> str:
         scrambled = "/scrambled" if self.scramble else ""
         return (f"spatial-v3/{self.split}/{self.size_per_category}/{self.seed}/{self.max_objects}/"
@@ -72,14 +79,14 @@ class SpatialSource:
 
 @dataclass
 class LlavaSource:
-    """Instruction data in LLaVA's conversation JSON: [{"id", "image", "conversations": [{"from": "human",
-    "value": "<image>\\n..."}, {"from": "gpt", "value": "..."}, ...]}]. Each (human, gpt) pair of a record
-    becomes one example on that record's image; the first human turn must hold the `<image>` placeholder."""
+    """Instruction data in LLaVA's conversation JSON (`projlab.data.conversation`): one item per record, every
+    turn of it in one sequence. A text-only record's image is a blank one that nothing reads (its sequence
+    holds no image tokens): every batch then has one image per sequence, as in LLaVA, and the same shapes."""
 
     json_path: str
     image_root: str
-    items: list[Item] = field(init=False)
-    _images: list[Path] = field(init=False)
+    items: list[Conversation] = field(init=False)
+    _images: list[Path | None] = field(init=False)
 
     def __post_init__(self) -> None:
         path = Path(self.json_path)
@@ -91,30 +98,21 @@ class LlavaSource:
             raise UserError(f"LLaVA data file '{path}' is not valid JSON: {err}") from err
         if not isinstance(records, list) or not records:
             raise UserError(f"LLaVA data file '{path}' holds no records; expected a non-empty JSON list")
-        self.items, self._images = [], []
-        for n, rec in enumerate(records):
-            rid = str(rec.get("id", n))
-            turns = rec.get("conversations") or []
-            if "image" not in rec:
-                raise UserError(f"{path}: record {rid!r} has no 'image'; expected an image path")
-            image = Path(self.image_root) / rec["image"]
-            if not image.is_file():
-                raise UserError(f"{path}: record {rid!r}: image file '{image}' does not exist")
-            if not turns or IMAGE_TOKEN not in turns[0].get("value", ""):
-                raise UserError(f"{path}: record {rid!r} has no {IMAGE_TOKEN} placeholder in its first human turn")
-            pairs = [(turns[i], turns[i + 1]) for i in range(0, len(turns) - 1, 2)]
-            for k, (human, gpt) in enumerate(pairs):
-                if human.get("from") != "human" or gpt.get("from") != "gpt":
-                    raise UserError(f"{path}: record {rid!r}: turns must alternate human, gpt")
-                self.items.append(Item(f"{rid}-{k}", human["value"], {}, "", "llava", target=gpt["value"]))
-                self._images.append(image)
+        read = [read_record(rec, n, path, Path(self.image_root)) for n, rec in enumerate(records)]
+        self.items = [conversation for conversation, _ in read]
+        self._images = [image for _, image in read]
 
     def image(self, i: int) -> Image.Image:
+        if self._images[i] is None:
+            return Image.new("RGB", (BLANK_SIDE, BLANK_SIDE))
         with Image.open(self._images[i]) as im:
             return im.convert("RGB")
 
+    def has_image(self, i: int) -> bool:
+        return self._images[i] is not None
+
     def signature(self) -> str:
         h = hashlib.sha256(Path(self.json_path).read_bytes())
-        for p in sorted(set(self._images)):
+        for p in sorted({p for p in self._images if p is not None}):
             h.update(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode())
-        return f"llava/{h.hexdigest()[:16]}"
+        return f"llava-v2/{h.hexdigest()[:16]}"  # v2: one item per record (v1: one per turn)

@@ -2,10 +2,13 @@
 
     python -m projlab.evaluation.evaluate --run runs/<sweep>/<arm> --bench mmbench --data MMBench_DEV_EN.tsv
     python -m projlab.evaluation.evaluate --run runs/<sweep>/<arm> --bench spatial
+    python -m projlab.evaluation.evaluate --run runs/<sweep>/<arm> --bench mme --data MME/ --mode generate
 
-Every question is answered by option likelihood (the SEED-Bench rule; MMBench's circular copies are each
-answered the same way), then scored by the benchmark's own rules. The scores land in
-`metrics.benchmarks.<bench>` of results.json (everything else kept), the predictions beside it.
+`--mode likelihood` (the default) answers every question by option likelihood (the SEED-Bench rule;
+MMBench's circular copies are each answered the same way); `--mode generate` writes each answer out
+(`projlab.evaluation.generate`) and reads it as the peers read text (`projlab.evaluation.answers`). Then the
+benchmark's own rules score it. The scores land in `metrics.benchmarks.<bench>` of results.json (everything
+else kept) with the mode as `answered_by`, the predictions beside it.
 """
 from __future__ import annotations
 
@@ -20,9 +23,12 @@ from projlab.data.spatial import LETTERS
 from projlab.errors import UserError, exit_on_user_error
 from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, records_to_answer, score_benchmark
 from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_run
+from projlab.evaluation.generate import Decoding, add_decoding_arguments, answer_in_text, decoding_from
 from projlab.evaluation.likelihood import option_batch, score_matrix, sequence_logprob
 from projlab.io import write_json
 from projlab.results import read_results, update_results
+
+MODES = ("likelihood", "generate")  # how a question is answered: option likelihood, or text written out
 
 
 @torch.no_grad()
@@ -45,8 +51,14 @@ def answer(module, processor, records, batch_size: int = 16) -> dict[str, str]:
     return preds
 
 
-def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: int | None) -> dict:
+def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: int | None,
+             mode: str = "likelihood", decoding: Decoding = Decoding()) -> dict:
+    if mode not in MODES:
+        raise UserError(f"--mode {mode!r} is unknown; use {' or '.join(MODES)}")
     if bench == "spatial":
+        if mode != "likelihood":
+            raise UserError(f"--mode {mode} scores {', '.join(BENCHMARKS)}; the spatial benchmark is scored by "
+                            "likelihood")
         scores = evaluate_checkpoint(run)
         run_dir = Path(run) if (Path(run) / "config.yaml").exists() else Path(run).parent.parent
     else:
@@ -54,11 +66,16 @@ def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: 
             raise UserError(f"--data is required for --bench {bench}: the benchmark file or folder")
         records = load_benchmark(bench, data, images=images)[: limit or None]
         run_dir, _, module, processor = load_run(run)
-        preds = answer(module, processor, records_to_answer(bench, records))
-        scores = score_benchmark(bench, records, preds)
+        if mode == "likelihood":
+            preds = answer(module, processor, records_to_answer(bench, records))
+            scores = score_benchmark(bench, records, preds)
+        else:  # MMBench's circular copies too, each answered in its own words
+            preds = answer_in_text(module.model, processor, records_to_answer(bench, records), decoding)
+            scores = score_benchmark(bench, records, preds, answers="text")
         write_json(run_dir / f"predictions_{bench}.json", preds)
     if read_results(run_dir) is None:
         raise UserError(f"{run_dir} has no results.json to write the scores into")
+    scores = {**scores, "answered_by": mode}
     update_results(run_dir, ("metrics", "benchmarks", bench), scores)
     return scores
 
@@ -72,10 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help="the benchmark's file (MMBench TSV, SEED JSON) or folder (MME)")
     parser.add_argument("--images", help="SEED-Bench's image folder (default: beside the JSON)")
     parser.add_argument("--limit", type=positive_int, help="score only the first N questions (a quick look)")
+    parser.add_argument("--mode", default="likelihood", help="likelihood (option scores) | generate (text answers)")
+    add_decoding_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.bench not in ("spatial", *BENCHMARKS):
         raise UserError(f"unknown benchmark {args.bench!r}; known: spatial, {', '.join(BENCHMARKS)}")
-    scores = evaluate(args.run, args.bench, args.data, args.images, args.limit)
+    scores = evaluate(args.run, args.bench, args.data, args.images, args.limit, args.mode, decoding_from(args))
     overall = scores.get("overall", scores.get("accuracy"))
     print(f"{args.bench}: overall {overall}")
     for cat, v in (scores.get("per_category") or {}).items():

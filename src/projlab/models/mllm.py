@@ -46,6 +46,15 @@ class MLLM(nn.Module):
         """Patch features (B, N, C_vision) -> visual tokens (B, M, C_llm)."""
         return self.projector(self.feature_norm(features))
 
+    def embed_inputs(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B, T) -> the LLM's input embeddings (B, T, C_llm), the visual tokens (B, M, C_llm) written
+        over the image tokens of each sequence that has them (a text-only sequence's row is not read)."""
+        embeds = self.llm.embed(input_ids)
+        if visual is None:
+            return embeds
+        slots = input_ids == self.llm.image_token_id
+        return embeds.masked_scatter(slots.unsqueeze(-1), visual.to(embeds.dtype)[slots.any(-1)])
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -55,15 +64,11 @@ class MLLM(nn.Module):
         labels: torch.Tensor | None = None,
         visual: torch.Tensor | None = None,
     ):
-        """input_ids (B, T) with M image tokens per sample where the visual tokens go.
+        """input_ids (B, T) with M image tokens per sample where the visual tokens go (none in a text-only one).
         Give cached `features` (B, N, C_vision), `pixel_values` (B, 3, R, R), or visual tokens already
         projected (`visual`, (B, M, C_llm): evaluation projects once per image and scores several options).
         Returns the Hugging Face causal-LM output (logits (B, T, V); loss where labels are given)."""
-        embeds = self.llm.embed(input_ids)
-        if self.num_visual_tokens:
-            if visual is None:
-                visual = self.visual_tokens(self.vision(pixel_values) if features is None else features)
-            visual = visual.to(embeds.dtype)  # (B, M, C_llm)
-            slots = (input_ids == self.llm.image_token_id).unsqueeze(-1)
-            embeds = embeds.masked_scatter(slots, visual)
+        if self.num_visual_tokens and visual is None:
+            visual = self.visual_tokens(self.vision(pixel_values) if features is None else features)
+        embeds = self.embed_inputs(input_ids, visual if self.num_visual_tokens else None)
         return self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)

@@ -6,7 +6,9 @@ Its sizes follow the paper's geometry: patch 7 at 112 px gives the 16x16 grid of
 is pre-trained contrastively on the rendered world (`tower_pretraining`), as the paper's CLIP is
 pre-trained, once per resolution it serves: a tower is built at its resolution (its position embeddings
 fit that grid) and pre-trained on the scenes resized to it, as CLIP-L/14-336 is a tower of its own beside
-CLIP-L/14. `pretrain_steps=0` keeps it random. The LLM stays random: the tiny recipe trains it.
+CLIP-L/14. `pretrain_steps=0` keeps it random. Its image processor (CLIP's, at the tower's resolution) is
+saved beside it, so the tiny tower and a hub tower reach their pixels by one path. The LLM stays random:
+the tiny recipe trains it.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ TINY_LLM: dict[str, Any] = dict(
     initializer_range=0.09,
 )
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
-PRESET_VERSION = 4
+PRESET_VERSION = 5
 
 
 def _fingerprint(spec: dict[str, Any]) -> str:
@@ -88,8 +90,8 @@ def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int 
     world, written once; its path."""
     from transformers import CLIPConfig, CLIPModel
 
+    from projlab.models.image_processing import pixel_values, clip_image_processor
     from projlab.models.tower_pretraining import pretrain_clip
-    from projlab.models.vision import VisionTower
 
     vision = {**TINY_VISION, "image_size": int(resolution or TINY_VISION["image_size"])}
     spec = {"vision": vision, "text": TINY_TEXT, "vocab": tiny_words(), "seed": seed,
@@ -97,6 +99,7 @@ def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int 
 
     def write(tmp: Path) -> None:
         tokenizer = build_tokenizer(tiny_words())
+        processor = clip_image_processor(vision["image_size"])
         torch.manual_seed(seed)
         clip = CLIPModel(CLIPConfig(
             text_config=dict(vocab_size=len(tokenizer), **TINY_TEXT, **_special_ids(tokenizer)),
@@ -104,10 +107,11 @@ def ensure_tiny_tower(cache_dir: str | Path, pretrain_steps: int = 0, seed: int 
         ))
         if pretrain_steps:
             side = vision["image_size"]
-            pretrain_clip(clip, tokenizer, lambda ims: VisionTower.normalise_pixels(ims, side), pretrain_steps,
+            pretrain_clip(clip, tokenizer, lambda ims: pixel_values(processor, ims, side, "resize"), pretrain_steps,
                           seed=seed)
         clip.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
 
     dest = Path(cache_dir) / "presets" / f"tiny-tower-{vision['image_size']}px-{_fingerprint(spec)}"
     note = f"building the tiny tower at {vision['image_size']} px in {dest}: {pretrain_steps} steps of pre-training (once)"

@@ -1,16 +1,14 @@
 """The vision tower: any Hugging Face vision encoder (CLIP, SigLIP), read at one hidden layer.
 
 Returns the patch grid (B, N, C_vision) with the CLS token dropped, and exposes `grid` = (rows, cols).
+Images reach it through the tower's own image processor (`image_processing`), made square as
+`image_aspect` says.
 A frozen tower is a feature extractor: it computes in float32 whatever autocast is around it and hands out
 its features rounded to `feature_dtype` (float16 by default, the feature cache's dtype), so the cached
 and the live path give the same numbers.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -18,6 +16,7 @@ from transformers import AutoConfig, CLIPVisionModel, SiglipVisionModel
 
 from projlab.errors import UserError
 from projlab.models.hub import load_pretrained
+from projlab.models.image_processing import check_aspect, load_image_processor, pixel_values
 
 # model_type -> (class, has a CLS token)
 _TOWERS: dict[str, tuple[type, bool]] = {
@@ -26,9 +25,6 @@ _TOWERS: dict[str, tuple[type, bool]] = {
     "siglip": (SiglipVisionModel, False),
     "siglip_vision_model": (SiglipVisionModel, False),
 }
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 
 FEATURE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -36,12 +32,13 @@ FEATURE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32
 class VisionTower(nn.Module):
     def __init__(
         self, name_or_path: str, feature_layer: int = -1, resolution: int | None = None,
-        feature_dtype: str = "float16",
+        feature_dtype: str = "float16", image_aspect: str = "resize",
     ) -> None:
         super().__init__()
         if feature_dtype not in FEATURE_DTYPES:
             raise UserError(f"vision.feature_dtype={feature_dtype!r} is not allowed; use {', '.join(FEATURE_DTYPES)}")
         self.feature_dtype = FEATURE_DTYPES[feature_dtype]
+        self.image_aspect = check_aspect(image_aspect)
         config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "vision tower")
         if config.model_type not in _TOWERS:
             raise UserError(
@@ -66,31 +63,11 @@ class VisionTower(nn.Module):
         self.hidden_size: int = vcfg.hidden_size
         side = self.resolution // self.patch_size
         self.grid: tuple[int, int] = (side, side)
-        self.mean, self.std = self._normalisation(name_or_path)
-
-    @staticmethod
-    def _normalisation(name_or_path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        cfg = Path(name_or_path) / "preprocessor_config.json"
-        if cfg.exists():
-            data = json.loads(cfg.read_text())
-            return tuple(data["image_mean"]), tuple(data["image_std"])
-        return _CLIP_MEAN, _CLIP_STD
+        self.processor = load_image_processor(name_or_path)
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> normalised pixel values (B, 3, R, R) at the run's resolution."""
-        return self.normalise_pixels(images, self.resolution, self.mean, self.std)
-
-    @staticmethod
-    def normalise_pixels(
-        images: list[Image.Image], resolution: int, mean=_CLIP_MEAN, std=_CLIP_STD
-    ) -> torch.Tensor:
-        r = resolution
-        arrays = [
-            np.asarray(im.convert("RGB").resize((r, r), Image.BICUBIC) if im.size != (r, r) else im.convert("RGB"))
-            for im in images
-        ]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        return pixel_values(self.processor, images, self.resolution, self.image_aspect)
 
     @property
     def frozen(self) -> bool:

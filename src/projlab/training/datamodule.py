@@ -8,23 +8,32 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from projlab.data.features import cached_features, channel_stats, compute_features
-from projlab.data.prompt import TextProcessor, collate_examples
+from projlab.data.prompt import TextProcessor, collate_examples, fitting
 from projlab.data.sources import Source
+from projlab.errors import UserError
 from projlab.evaluation.likelihood import option_batch
 from projlab.models.vision import VisionTower
 from projlab.training.sampler import StepSampler
 
 
 class SplitDataset(Dataset):
-    def __init__(self, source: Source, features: torch.Tensor | None) -> None:
-        self.source, self.features = source, features
+    """The items of a source that `keep` lists (those that fit the length cap), each with its features (rows
+    of the source's feature cache) or its image."""
+
+    def __init__(self, source: Source, features: torch.Tensor | None, keep: list[int]) -> None:
+        self.source, self.features, self.keep = source, features, keep
 
     def __len__(self) -> int:
-        return len(self.source.items)
+        return len(self.keep)
 
     def __getitem__(self, i: int):
-        visual = self.features[i] if self.features is not None else self.source.image(i)
-        return self.source.items[i], visual
+        j = self.keep[i]
+        visual = self.features[j] if self.features is not None else self.source.image(j)
+        return self.source.items[j], visual
+
+    @property
+    def items(self) -> list:
+        return [self.source.items[j] for j in self.keep]
 
 
 class QADataModule(L.LightningDataModule):
@@ -57,17 +66,29 @@ class QADataModule(L.LightningDataModule):
                 continue
             feats = None
             if self.use_cache:
-                feats = cached_features(self.tower, source.image, len(source.items), source.signature(), self.cache_dir)
-            self.datasets[split] = SplitDataset(source, feats)
+                feats = cached_features(self.tower, source.image, len(source.items), source.signature(), self.cache_dir,
+                                        source.has_image)
+            keep = fitting(source.items, self.processor)
+            if not keep:
+                raise UserError(f"no {split} record fits data.max_length={self.processor.max_length}; give a "
+                                "larger one")
+            if len(keep) < len(source.items):
+                print(f"data: {len(source.items) - len(keep)} of {len(source.items)} {split} records left out: "
+                      f"longer than data.max_length={self.processor.max_length} where the cap would cut their image "
+                      "tokens or leave no answer token")
+            self.datasets[split] = SplitDataset(source, feats, keep)
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel statistics of the training split's features (from the cache where there is one)."""
+        """Per-channel statistics of the training split's image features (from the cache where there is one;
+        text-only records' blank images left out)."""
         self.setup()
-        train = self.datasets["train"]
-        feats = train.features
+        source, feats = self.datasets["train"].source, self.datasets["train"].features
+        with_image = [i for i in range(len(source.items)) if source.has_image(i)]
+        if not with_image:  # text only: nothing to standardise
+            return torch.zeros(self.tower.hidden_size), torch.ones(self.tower.hidden_size)
         if feats is None:
-            feats = compute_features(self.tower, train.source.image, len(train))
-        return channel_stats(feats)
+            return channel_stats(compute_features(self.tower, lambda k: source.image(with_image[k]), len(with_image)))
+        return channel_stats(feats, with_image)
 
     # ---- batches ---------------------------------------------------------------------------
     def _visual(self, visuals: list) -> dict[str, torch.Tensor]:
@@ -92,7 +113,7 @@ class QADataModule(L.LightningDataModule):
         """The training items of the warm-up categories (None: no warm-up)."""
         if not self.warmup_steps or not self.warmup_categories:
             return None
-        items = self.datasets["train"].source.items
+        items = self.datasets["train"].items
         return [i for i, it in enumerate(items) if it.category in self.warmup_categories]
 
     def train_dataloader(self) -> DataLoader:
@@ -122,5 +143,5 @@ class QADataModule(L.LightningDataModule):
 
 
 def collate_train_examples(items, processor: TextProcessor) -> dict[str, torch.Tensor]:
-    examples = [processor.example(it.question, it.answer_text) for it in items]
+    examples = [processor.encode(it) for it in items]  # each fits: the datasets keep only those that do
     return collate_examples(examples, processor.tokenizer.pad_token_id)

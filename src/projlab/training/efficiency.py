@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from projlab.data.conversation import Conversation
 from projlab.data.prompt import TextProcessor
 from projlab.data.spatial import Item
 from projlab.models.mllm import MLLM
@@ -23,10 +24,10 @@ def llm_forward_flops(model: MLLM, input_ids: torch.Tensor, attention_mask: torc
     return forward_flops(lambda: model(input_ids, attention_mask, visual=visual))
 
 
-def model_efficiency(model: MLLM, processor: TextProcessor, item: Item) -> dict:
+def model_efficiency(model: MLLM, processor: TextProcessor, item: Item | Conversation) -> dict:
     """Parameter counts (trainable as set by the freeze policy), the projector's and the LLM's forward FLOPs
     per sample (the LLM's at this item's sequence length) and that length."""
-    ids = processor.example(item.question, item.answer_text)["input_ids"]
+    ids = processor.encode(item)["input_ids"]
     device = next(model.llm.parameters()).device
     input_ids = torch.tensor([ids], device=device)
     return {
