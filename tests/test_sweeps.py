@@ -19,7 +19,7 @@ import yaml
 
 from conftest import TINY_RUN
 from projlab.errors import UserError
-from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, plan
+from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, parse_args, plan, spec_from_args
 from projlab.sweeps.search import hydra_value, load_search_spec
 
 ARM = [*TINY_RUN, "projector.depth=1"]  # c_abstractor and resampler both take a depth
@@ -114,6 +114,26 @@ def test_grid_command_line_errors_are_one_line_each_and_run_nothing(runs_dir):
     assert proc.stderr.startswith("error: 2 invalid arm(s)") and len(proc.stderr.strip().splitlines()) == 3
     assert not (runs_dir / "bad").exists()
     assert grid("--name", "x", "sweep=y").returncode == 2  # the sweep names its arms' folder itself
+
+
+def _name(*argv: str) -> str:
+    return spec_from_args(parse_args(list(argv))).name
+
+
+def test_a_grid_of_the_command_line_is_named_after_what_it_sweeps():
+    assert _name("--projectors", "c_abstractor", "--tokens", "64,144,256") == "c_abstractor-m64_144_256"
+    assert _name("--projectors", "c_abstractor,resampler", "--tokens", "16", "--res", "112,168", "--seeds", "0,1") \
+        == "c_abstractor_resampler-m16-r112_168-s0_1"
+    assert _name("--projectors", "blind,linear", "--tokens", "64") == "blind_linear"  # neither takes an M
+    many = "16,25,36,49,64,81,100,121,144,169,196"
+    long = _name("--projectors", "c_abstractor", "--tokens", many)
+    assert long.startswith("c_abstractor-m16_25_and9more-") and len(long.rsplit("-", 1)[1]) == 6
+    assert long == _name("--projectors", "c_abstractor", "--tokens", many)  # the same command resumes
+    assert long != _name("--projectors", "c_abstractor", "--tokens", many.replace("196", "225"))
+    # no list given: the default sweep; a spec keeps its own name; --name wins over both
+    assert _name() == "default" and _name("--spec", str(DEFAULT_SPEC.with_name("quick.yaml")), "--tokens", "16") \
+        == "quick"
+    assert _name("--projectors", "c_abstractor", "--tokens", "64", "--name", "mine") == "mine"
 
 
 def test_search_spec_reads_distributions_sampler_and_pruner(tmp_path):
@@ -315,6 +335,44 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
     for arm in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint"):
         record = results(runs_dir_q / arm)
         assert record["status"] == "failed" and record["error"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the headline command without a name (real tiny runs, once for the module)
+# ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nameless(tmp_path_factory, cache_dir) -> tuple[Path, subprocess.CompletedProcess]:
+    """`make sweep PROJECTOR=c_abstractor TOKENS=16,64` with tiny arms and no NAME=: its runs root and output."""
+    runs = tmp_path_factory.mktemp("nameless") / "runs"
+    proc = subprocess.run([sys.executable, "-m", "projlab.sweeps.grid", "--projectors", "c_abstractor", "--tokens",
+                           "16,64", "--", *ARM], env={**os.environ, "RUNS": str(runs)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return runs, proc
+
+
+@pytest.mark.slow
+def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameless, tmp_path):
+    import pandas as pd
+
+    runs, proc = nameless
+    first, last = proc.stdout.splitlines()[0], proc.stdout.strip().splitlines()[-1]
+    name = "c_abstractor-m16_64"
+    assert first.startswith(f"sweep {name}: 2 arm(s) -> {runs / name}") and first.endswith(f"make figures NAME={name}")
+    assert last.startswith("2/2 completed") and last.endswith(f"make figures NAME={name}")
+    assert sorted(p.name for p in runs.iterdir()) == [name]  # not runs/default, which make reproduce reports
+    assert all(results(runs / name / f"c_abstractor-m{m}-r112-s0-joint")["config"]["sweep"] == name for m in (16, 64))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "01_efficiency_table.py").write_text(
+        (Path(__file__).resolve().parents[1] / "analysis" / "01_efficiency_table.py").read_text())
+    out = tmp_path / "report"
+    report = subprocess.run([sys.executable, "-m", "projlab.analysis.report", "--sweep", name, "--runs", str(runs),
+                             "--out", str(out), "--notebooks", str(notebooks)], capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    table = pd.read_csv(out / "tables" / "efficiency.csv")
+    assert sorted(table["num_visual_tokens"]) == [16, 64] and set(table["status"]) == {"completed"}
 
 
 # ---------------------------------------------------------------------------------------------------------
