@@ -375,6 +375,37 @@ def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameles
     assert sorted(table["num_visual_tokens"]) == [16, 64] and set(table["status"]) == {"completed"}
 
 
+@pytest.mark.slow
+def test_each_arm_is_a_row_of_tensorboards_hparams_tab_with_its_final_results(nameless):
+    from tbparse import SummaryReader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    runs, _ = nameless
+    arm = runs / "c_abstractor-m16_64" / "c_abstractor-m64-r112-s0-joint"
+    record = results(arm)
+    reader = SummaryReader(str(arm / "tb"))
+    hparams = dict(zip(reader.hparams["tag"], reader.hparams["value"]))
+    assert {k: hparams[k] for k in ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")} == {
+        "projector": "c_abstractor", "num_visual_tokens": 64, "resolution": 112, "seed": 0, "stage": "joint",
+        "preset": "tiny"}
+    final = reader.scalars[reader.scalars["tag"].str.startswith("final/")]
+    assert set(final["step"]) == {record["efficiency"]["steps"]}
+    values = dict(zip(final["tag"], final["value"]))
+    assert values["final/accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+    for cat, v in record["metrics"]["per_category"].items():
+        assert values[f"final/acc_{cat}"] == pytest.approx(v["accuracy"])
+    for key in ("step_time_s", "peak_tensor_mb", "peak_rss_mb"):
+        assert values[f"final/{key}"] == pytest.approx(record["efficiency"][key])
+    # the session declares them as its metrics: the columns of the HPARAMS tab
+    events = EventAccumulator(str(arm / "tb"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == set(values)
+    assert "_hparams_/session_end_info" in content
+
+
 # ---------------------------------------------------------------------------------------------------------
 # one configuration per run folder, one process at a time (real tiny runs)
 # ---------------------------------------------------------------------------------------------------------

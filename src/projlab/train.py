@@ -39,6 +39,7 @@ from projlab.schema import checkpoint_path  # noqa: E402
 from projlab.training.callbacks import EfficiencyMonitor, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
+from projlab.training.hparams_session import write_session  # noqa: E402
 from projlab.training.memory import peak_rss_mb  # noqa: E402
 from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
 from projlab.training.precision import resolve_precision  # noqa: E402
@@ -297,6 +298,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 
     write_json(run_dir / "predictions_test.json", module.test_predictions)
     write_results(run_dir, record)
+    write_session(logger.log_dir, record)  # the arm's row of TensorBoard's HPARAMS tab
     acc = record["metrics"]["accuracy"]
     print(f"{run_dir}: " + (f"accuracy {acc:.3f}" if acc is not None else f"loss {test['loss']:.3f}") + f" in {wall:.0f} s")
     return record
