@@ -20,6 +20,7 @@ import yaml
 from conftest import TINY_RUN
 from projlab.errors import UserError
 from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, parse_args, plan, spec_from_args
+from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.search import hydra_value, load_search_spec
 
 ARM = [*TINY_RUN, "projector.depth=1"]  # c_abstractor and resampler both take a depth
@@ -134,6 +135,43 @@ def test_a_grid_of_the_command_line_is_named_after_what_it_sweeps():
     assert _name() == "default" and _name("--spec", str(DEFAULT_SPEC.with_name("quick.yaml")), "--tokens", "16") \
         == "quick"
     assert _name("--projectors", "c_abstractor", "--tokens", "64", "--name", "mine") == "mine"
+
+
+def test_hydras_sweep_syntax_expands_through_its_own_parser():
+    from projlab.sweeps.multirun import expand
+
+    name, axes, arms = expand(["projector=glob(*_abstractor)", "projector.num_visual_tokens=range(16,65,48)",
+                               "stage.lr=choice(1e-3,3e-4)", "seed=1", "sweep=mine"])
+    assert name == "mine" and [k for k, _ in axes] == ["projector", "projector.num_visual_tokens", "stage.lr", "seed"]
+    assert len(arms) == 2 * 2 * 2 and all(a.overrides[3] == "seed=1" for a in arms)
+    assert arms[0].overrides == ["projector=c_abstractor", "projector.num_visual_tokens=16", "stage.lr=0.001", "seed=1"]
+    assert arms[0].label == "projector=c_abstractor projector.num_visual_tokens=16 stage.lr=0.001"
+    assert {a.projector for a in arms} == {"c_abstractor", "d_abstractor"}
+    # the arms' folder names leave out the learning rate: it becomes their suffix, so they do not share one
+    assert {a.suffix for a in arms} == {"lr_0.001", "lr_0.0003"}
+    assert not any(a.suffix for a in expand(["projector=mlp,linear", "seed=0,1"])[2])
+    # unnamed, it is named as the grid of the same arms is (a fixed setting left out, as the grid's extras are)
+    _, axes, _ = expand(["projector=resampler,c_abstractor", "projector.num_visual_tokens=16", "stage.lr=1e-3"])
+    assert sweep_name(axes) == _name("--projectors", "c_abstractor,resampler", "--tokens", "16")
+
+
+@pytest.mark.parametrize("override, words", [
+    ("projector.num_visual_tokens=64,,144", ["'projector.num_visual_tokens=64,,144'", "extraneous input ','"]),
+    ("stage.lr=interval(1e-4,1e-3)", ["interval()", "make search"]),
+    ("projector=glob(zz*)", ["matches nothing", "c_abstractor"]),
+    ("stage.lr=glob(*)", ["stage.lr is not a config group"]),
+    ("run_name=x", ["names each arm's folder itself"]),
+    ("projector.num_visual_tokens=16,50", ["num_visual_tokens=50 is not allowed", "nothing was run"]),
+])
+def test_a_bad_sweep_override_is_one_error_line(override, words, runs_dir, capsys):
+    from projlab import train
+
+    with pytest.raises(SystemExit) as stop:
+        train.main(["-m", "projector=c_abstractor", override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert all(w in err[0] for w in words), err[0]
+    assert not runs_dir.exists()
 
 
 def test_search_spec_reads_distributions_sampler_and_pruner(tmp_path):
@@ -404,6 +442,24 @@ def test_each_arm_is_a_row_of_tensorboards_hparams_tab_with_its_final_results(na
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == set(values)
     assert "_hparams_/session_end_info" in content
+
+
+@pytest.mark.slow
+def test_hydras_multirun_syntax_runs_each_arm_as_its_own_process_and_resumes(runs_dir):
+    cmd = [sys.executable, "-m", "projlab.train", "-m", "projector=c_abstractor,resampler",
+           "projector.num_visual_tokens=16", *ARM]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    sweep = runs_dir / "c_abstractor_resampler-m16"
+    assert first.stdout.startswith(f"sweep {sweep.name}: 2 arm(s) -> {sweep}")
+    arms = json.loads((sweep / "sweep.json").read_text())["arms"]
+    assert [(a["name"], a["status"]) for a in arms] == [("c_abstractor-m16-r112-s0-joint", "completed"),
+                                                        ("resampler-m16-r112-s0-joint", "completed")]
+    for arm in arms:  # each arm its own `projlab.train` process, launched once by the grid's executor
+        log = (sweep / arm["name"] / "train.log").read_text()
+        assert log.count("\n=== ") == 1 and " -m projlab.train " in log and " -m projector=" not in log
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2
 
 
 # ---------------------------------------------------------------------------------------------------------

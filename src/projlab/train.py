@@ -1,6 +1,8 @@
 """Train one arm: compose the config, build the model and data, fit, test, write results.json.
 
     python -m projlab.train projector=c_abstractor projector.num_visual_tokens=144 seed=0
+    python -m projlab.train -m projector=c_abstractor,resampler projector.num_visual_tokens=64,144  (a sweep:
+        projlab.sweeps.multirun)
 
 Thin on purpose: the model, the data and the recipe live in their own modules; sweeps call this as a
 process and read only the results.json it leaves. Exit code: 0 done (or already completed), 1 a crash
@@ -307,7 +309,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "-m" in argv or "--multirun" in argv:  # Hydra's sweep syntax: the grid's executor, one process per arm
+        from projlab.sweeps import multirun
+
+        return multirun.main([a for a in argv if a not in multirun.MULTIRUN_FLAGS])
+    cfg = load_config(argv)
     try:
         run(cfg)
     except UserError:

@@ -19,7 +19,7 @@ last checkpoint); an arm another process holds (a second sweep) is skipped, its 
 completed, 1 if any did not, 128+signal when stopped by a signal.
 
 Importable pieces (for `projlab.sweeps.calibrate`, `projlab.sweeps.multirun` and tests): `load_spec`,
-`expand`, `check_arm`, `plan`, `run_grid`, `execute`, `summary_table`, `write_sweep_json`.
+`expand`, `check_arm`, `plan`, `validate`, `run_grid`, `execute`, `summary_table`, `write_sweep_json`.
 """
 from __future__ import annotations
 
@@ -145,11 +145,13 @@ def _token_rules() -> dict[str, str]:
 
 
 class Planned(NamedTuple):
-    """An arm as expanded, not yet validated: `label` names it in error lines."""
+    """An arm as expanded, not yet validated: `label` names it in error lines; `suffix`, where given, is
+    added to its folder name (a swept setting that the name leaves out)."""
 
     projector: str
     label: str
     overrides: list[str]
+    suffix: str = ""
 
 
 def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Planned]:
@@ -206,21 +208,27 @@ def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
         ("", f"{p}: unknown projector; known: {', '.join(sorted(known))}") for p in dict.fromkeys(spec.projectors)
         if p not in known
     ]
+    return validate([a for a in expand(spec, extra) if a.projector in known], spec.name, problems)
+
+
+def validate(planned: list[Planned], sweep: str, problems: list[tuple[str, str]] | None = None) -> list[Arm]:
+    """Compose and check every arm of the sweep `sweep` (its settings, and a folder that holds no run of
+    other settings); raise one UserError listing every invalid arm with `problems` already found."""
+    problems = list(problems or [])
     arms: dict[str, Arm] = {}
-    for proj, label, overrides in expand(spec, extra):
-        if proj not in known:
-            continue
+    for _, label, overrides, suffix in planned:
         try:
             cfg, m = check_arm(overrides)
         except UserError as err:
             problems.append((label, str(err)))
             continue
-        name = run_name(cfg)
-        run_dir = Path(cfg.paths.runs_root) / spec.name / name
+        name = f"{run_name(cfg)}-{suffix}" if suffix else run_name(cfg)
+        run_dir = Path(cfg.paths.runs_root) / sweep / name
         asked = OmegaConf.to_container(cfg, resolve=True)
         other = config_problem(run_dir, asked, "rerun=true replaces it, another NAME= (--name) keeps both")
         if other:
             problems.append((label, other))
+        overrides = [*overrides, f"run_name={name}"] if suffix else overrides
         arms.setdefault(name, Arm(name, run_dir, tuple(overrides), m, bool(cfg.rerun), asked))
     if problems:
         raise _one_error(problems)

@@ -5,8 +5,10 @@
     -> "c_abstractor-m64_144_256"
 
 Axes are (override key, values). The paper's axes have the arm names' prefixes (M, resolution, seed); any
-other key is named by its last component ("stage.lr" -> "lr_0.001_0.003"). A long list keeps its first two
-values and its count, and the name then ends in a short hash of the whole, so it stays unique.
+other key is named by its last component ("stage.lr" -> "lr_0.001_0.003"). Values are sorted (numbers as
+numbers), so a list given in another order, or shuffled by Hydra's `shuffle()`, is the same sweep. A long
+list keeps its first two values and its count, and the name then ends in a short hash of the whole, so it
+stays unique.
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ def _safe(value: Any) -> str:
     return _UNSAFE.sub("_", str(value)).strip("_.") or "_"
 
 
+def _order(value: str) -> tuple[int, float, str]:
+    try:
+        return 0, float(value), value
+    except ValueError:
+        return 1, 0.0, value
+
+
 def _prefix(key: str) -> str:
     key = key.lstrip("+~")
     return PREFIXES.get(key, f"{_safe(key.rsplit('.', 1)[-1])}_")
@@ -32,9 +41,9 @@ def _prefix(key: str) -> str:
 def sweep_name(axes: Sequence[tuple[str, Sequence[Any]]]) -> str:
     """The folder name of a sweep over `axes`, filesystem-safe and starting with a letter (a Hydra value
     of digits alone would be read as a number)."""
+    axes = [(key, sorted({_safe(v) for v in values}, key=_order)) for key, values in axes]
     parts, shortened = [], False
     for key, values in axes:
-        values = [_safe(v) for v in values]
         part = _prefix(key) + "_".join(values)
         if len(part) > MAX_PART and len(values) > 2:
             part, shortened = f"{_prefix(key)}{values[0]}_{values[1]}_and{len(values) - 2}more", True
