@@ -174,6 +174,34 @@ def test_a_bad_sweep_override_is_one_error_line(override, words, runs_dir, capsy
     assert not runs_dir.exists()
 
 
+def test_off_a_terminal_a_sweep_prints_one_line_per_arm_event(tmp_path):
+    import io
+
+    from projlab.sweeps.view import PlainView, duration, open_view
+    from projlab.training.progress import write_progress
+
+    run_dir = tmp_path / "arm"
+    write_progress(run_dir, 5, 8, 0, 5.0)  # an earlier launch's: not this one's progress
+    out = io.StringIO()
+    view = PlainView("s", [("arm", run_dir), ("other", tmp_path / "other")], out)
+    view.started(1, 123)
+    view.poll()
+    for step in (1, 2, 3, 7, 8):  # 3 s for the first 2 steps: 6 steps left take 9 s
+        write_progress(run_dir, step, 8, 0, 1.5 * step)
+        view.poll()
+    view.finished(1, "completed", "completed 0.500 (12 s)")
+    view.finished(2, "failed", "failed: RuntimeError: boom (1 s)")
+    assert out.getvalue().splitlines() == [
+        "[1/2] arm ... started (pid 123)",
+        "[1/2] arm ... step 2/8 (25%), ETA 9 s",  # once per quarter, the end on a line of its own
+        "[1/2] arm ... step 7/8 (87%), ETA 2 s",
+        "[1/2] arm ... completed 0.500 (12 s)",
+        "[2/2] other ... failed: RuntimeError: boom (1 s)",
+    ]
+    assert [duration(s) for s in (42, 600, 7500)] == ["42 s", "10 min", "2 h 05 min"]
+    assert isinstance(open_view("s", [], io.StringIO()), PlainView)  # not a terminal: plain lines
+
+
 def test_search_spec_reads_distributions_sampler_and_pruner(tmp_path):
     path = write_spec(
         tmp_path / "s.yaml", study="s", n_trials=3, overrides=["projector=c_abstractor"],
@@ -414,6 +442,24 @@ def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameles
 
 
 @pytest.mark.slow
+def test_a_sweep_whose_output_is_not_a_terminal_prints_a_line_per_arm_event(nameless):
+    import re
+
+    runs, proc = nameless
+    lines = proc.stdout.splitlines()
+    arms = ["c_abstractor-m16-r112-s0-joint", "c_abstractor-m64-r112-s0-joint"]
+    events = lines[1:lines.index("")]  # between the sweep's first line and the summary table
+    for i, arm in enumerate(arms, 1):
+        mine = [ln.removeprefix(f"[{i}/2] {arm} ... ") for ln in events if ln.startswith(f"[{i}/2] {arm} ... ")]
+        assert re.fullmatch(r"started \(pid \d+\)", mine[0]) and re.fullmatch(r"completed 0\.\d+ \(\d+ s\)", mine[-1])
+        assert all(re.fullmatch(r"step [1-5]/6 \(\d+%\)(, ETA \d+ s)?", ln) for ln in mine[1:-1]), mine
+        assert len(mine) <= 2 + 3  # at most a line per quarter between start and end
+        progress = json.loads((runs / "c_abstractor-m16_64" / arm / "progress.json").read_text())
+        assert (progress["step"], progress["max_steps"], progress["start_step"]) == (6, 6, 0)
+    assert len(events) == sum(ln.startswith(("[1/2] ", "[2/2] ")) for ln in events)
+
+
+@pytest.mark.slow
 def test_each_arm_is_a_row_of_tensorboards_hparams_tab_with_its_final_results(nameless):
     from tbparse import SummaryReader
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -523,9 +569,9 @@ def test_two_drivers_at_once_train_each_arm_exactly_once(runs_dir, tmp_path):
     arms = [runs_dir / "d" / "c_abstractor-m16-r112-s0-joint", runs_dir / "d" / "resampler-m16-r112-s0-joint"]
     for arm in arms:
         assert results(arm)["status"] == "completed" and _trainings(arm) == 1, (arm / "train.log").read_text()
-    for out, _ in outs:  # each driver says, for each arm, what it saw: completed, or held by the other
+    for out, _ in outs:  # each driver says, for each arm, what it saw at the end: completed, or held by the other
         for arm in arms:
-            line = next(ln for ln in out.splitlines() if f"] {arm.name} ..." in ln)
+            line = [ln for ln in out.splitlines() if f"] {arm.name} ..." in ln][-1]
             assert "completed" in line or ("skipped:" in line and "in use by pid" in line), line
     again = grid("--spec", str(spec))
     assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2

@@ -38,7 +38,7 @@ from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
 from projlab.run_folder import CONFIG_FILE, check_config, set_aside  # noqa: E402
 from projlab.schema import checkpoint_path  # noqa: E402
-from projlab.training.callbacks import EfficiencyMonitor, progress_bar  # noqa: E402
+from projlab.training.callbacks import EfficiencyMonitor, ProgressFile, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
 from projlab.training.hparams_session import write_session  # noqa: E402
@@ -219,6 +219,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             every_n_train_steps=cfg.trainer.checkpoint_every_steps,
         ),
         L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
+        ProgressFile(run_dir),  # what a sweep's view shows: step, max_steps, this process's rate
     ]
     if cfg.trainer.progress_bar:
         callbacks.append(progress_bar())

@@ -46,6 +46,7 @@ from projlab.run_folder import config_problem
 from projlab.schema import visual_tokens
 from projlab.sweeps import runner
 from projlab.sweeps.naming import sweep_name
+from projlab.sweeps.view import open_view
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
 FIXED_M_RULES = ("all_patches", "none")  # token rules where M does not follow a request
@@ -299,25 +300,25 @@ def arm_env(jobs: int) -> dict[str, str] | None:
 def run_grid(
     arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1,
 ) -> list[runner.ArmOutcome]:
-    """Run every arm (completed ones are skipped), `jobs` at a time, one progress line each, keeping
-    sweep.json current. After a signal no new arm starts; running arms record their end first."""
+    """Run every arm (completed ones are skipped), `jobs` at a time, shown as they go (`projlab.sweeps.view`:
+    a live table on a terminal, else a line per event), keeping sweep.json current. After a signal no new
+    arm starts; running arms record their end first."""
     runner.forward_signals()
     outcomes: dict[str, runner.ArmOutcome] = {}
     running: dict[str, int] = {}
-    lock = threading.Lock()  # guards outcomes, running, sweep.json and the progress lines
+    lock = threading.Lock()  # guards outcomes, running and sweep.json
     env = arm_env(jobs)
     write_sweep_json(sweep_dir, name, arms, outcomes)
 
     def run_one(i: int, arm: Arm) -> None:
         if runner.interrupted():
             return
-        if jobs == 1:
-            print(f"[{i}/{len(arms)}] {arm.name} ... ", end="", file=out, flush=True)
 
         def started(pid: int) -> None:
             with lock:
                 running[arm.name] = pid
                 write_sweep_json(sweep_dir, name, arms, outcomes, running)
+            view.started(i, pid)
 
         # launched and waited on by this same thread: the arm's parent-death signal follows the thread
         outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started, rerun=arm.rerun,
@@ -325,17 +326,17 @@ def run_grid(
         with lock:
             running.pop(arm.name, None)
             outcomes[arm.name] = outcome
-            prefix = "" if jobs == 1 else f"[{i}/{len(arms)}] {arm.name}: "
-            print(prefix + _progress(outcome), file=out, flush=True)
             write_sweep_json(sweep_dir, name, arms, outcomes, running)
+        view.finished(i, "skipped" if outcome.holder else outcome.status, _progress(outcome))
 
-    if jobs == 1:
-        for i, arm in enumerate(arms, 1):
-            run_one(i, arm)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
-                future.result()
+    with open_view(name, [(a.name, a.run_dir) for a in arms], out) as view:
+        if jobs == 1:
+            for i, arm in enumerate(arms, 1):
+                run_one(i, arm)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
+                    future.result()
     return [outcomes[a.name] for a in arms if a.name in outcomes]
 
 
