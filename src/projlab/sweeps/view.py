@@ -20,6 +20,7 @@ from projlab.training.progress import read_progress
 
 POLL_S = 0.5
 QUARTERS = 4  # plain lines: one at each quarter of an arm's steps
+STATUS_WIDTH = 40  # the table's status cell, one line (a failure's whole line is printed above the table)
 
 
 @dataclass
@@ -169,7 +170,8 @@ class LiveView(SweepView):
             title = f"sweep {self.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
             table = Table(title=title, title_justify="left", box=None, pad_edge=False)
             for column in ("#", "arm", "status", "progress", "step", "ETA"):
-                table.add_column(column, justify="right" if column in ("#", "step", "ETA") else "left")
+                table.add_column(column, justify="right" if column in ("#", "step", "ETA") else "left", no_wrap=True,
+                                 max_width=STATUS_WIDTH if column == "status" else None, overflow="ellipsis")
             shown = self._rows_shown()
             for a in shown:
                 p = a.progress if a.status == "running" else None
