@@ -48,7 +48,8 @@ train: install
 		$(call opt,vision.resolution,$(RES)) $(call opt,seed,$(SEED)) $(ARGS)
 
 # A grid: make sweep PROJECTOR=c_abstractor TOKENS=64,144,256 RES=112 SEEDS=0,1 NAME=my_sweep JOBS=2
-# (JOBS: arms run at once, the cores split between them; default 1)
+# (NAME: default derived from the lists, e.g. c_abstractor-m64_144_256, printed first and last; JOBS: arms
+# run at once, the cores split between them; default 1)
 sweep: install
 	$(PY) -m projlab.sweeps.grid $(call opt,--projectors,$(PROJECTOR)) $(call opt,--tokens,$(TOKENS)) \
 		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(call opt,--jobs,$(JOBS)) $(ARGS)

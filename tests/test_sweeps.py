@@ -19,7 +19,8 @@ import yaml
 
 from conftest import TINY_RUN
 from projlab.errors import UserError
-from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, plan
+from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, parse_args, plan, spec_from_args
+from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.search import hydra_value, load_search_spec
 
 ARM = [*TINY_RUN, "projector.depth=1"]  # c_abstractor and resampler both take a depth
@@ -114,6 +115,91 @@ def test_grid_command_line_errors_are_one_line_each_and_run_nothing(runs_dir):
     assert proc.stderr.startswith("error: 2 invalid arm(s)") and len(proc.stderr.strip().splitlines()) == 3
     assert not (runs_dir / "bad").exists()
     assert grid("--name", "x", "sweep=y").returncode == 2  # the sweep names its arms' folder itself
+
+
+def _name(*argv: str) -> str:
+    return spec_from_args(parse_args(list(argv))).name
+
+
+def test_a_grid_of_the_command_line_is_named_after_what_it_sweeps():
+    assert _name("--projectors", "c_abstractor", "--tokens", "64,144,256") == "c_abstractor-m64_144_256"
+    assert _name("--projectors", "c_abstractor,resampler", "--tokens", "16", "--res", "112,168", "--seeds", "0,1") \
+        == "c_abstractor_resampler-m16-r112_168-s0_1"
+    assert _name("--projectors", "blind,linear", "--tokens", "64") == "blind_linear"  # neither takes an M
+    many = "16,25,36,49,64,81,100,121,144,169,196"
+    long = _name("--projectors", "c_abstractor", "--tokens", many)
+    assert long.startswith("c_abstractor-m16_25_and9more-") and len(long.rsplit("-", 1)[1]) == 6
+    assert long == _name("--projectors", "c_abstractor", "--tokens", many)  # the same command resumes
+    assert long != _name("--projectors", "c_abstractor", "--tokens", many.replace("196", "225"))
+    # no list given: the default sweep; a spec keeps its own name; --name wins over both
+    assert _name() == "default" and _name("--spec", str(DEFAULT_SPEC.with_name("quick.yaml")), "--tokens", "16") \
+        == "quick"
+    assert _name("--projectors", "c_abstractor", "--tokens", "64", "--name", "mine") == "mine"
+
+
+def test_hydras_sweep_syntax_expands_through_its_own_parser():
+    from projlab.sweeps.multirun import expand
+
+    name, axes, arms = expand(["projector=glob(*_abstractor)", "projector.num_visual_tokens=range(16,65,48)",
+                               "stage.lr=choice(1e-3,3e-4)", "seed=1", "sweep=mine"])
+    assert name == "mine" and [k for k, _ in axes] == ["projector", "projector.num_visual_tokens", "stage.lr", "seed"]
+    assert len(arms) == 2 * 2 * 2 and all(a.overrides[3] == "seed=1" for a in arms)
+    assert arms[0].overrides == ["projector=c_abstractor", "projector.num_visual_tokens=16", "stage.lr=0.001", "seed=1"]
+    assert arms[0].label == "projector=c_abstractor projector.num_visual_tokens=16 stage.lr=0.001"
+    assert {a.projector for a in arms} == {"c_abstractor", "d_abstractor"}
+    # the arms' folder names leave out the learning rate: it becomes their suffix, so they do not share one
+    assert {a.suffix for a in arms} == {"lr_0.001", "lr_0.0003"}
+    assert not any(a.suffix for a in expand(["projector=mlp,linear", "seed=0,1"])[2])
+    # unnamed, it is named as the grid of the same arms is (a fixed setting left out, as the grid's extras are)
+    _, axes, _ = expand(["projector=resampler,c_abstractor", "projector.num_visual_tokens=16", "stage.lr=1e-3"])
+    assert sweep_name(axes) == _name("--projectors", "c_abstractor,resampler", "--tokens", "16")
+
+
+@pytest.mark.parametrize("override, words", [
+    ("projector.num_visual_tokens=64,,144", ["'projector.num_visual_tokens=64,,144'", "extraneous input ','"]),
+    ("stage.lr=interval(1e-4,1e-3)", ["interval()", "make search"]),
+    ("projector=glob(zz*)", ["matches nothing", "c_abstractor"]),
+    ("stage.lr=glob(*)", ["stage.lr is not a config group"]),
+    ("run_name=x", ["names each arm's folder itself"]),
+    ("projector.num_visual_tokens=16,50", ["num_visual_tokens=50 is not allowed", "nothing was run"]),
+])
+def test_a_bad_sweep_override_is_one_error_line(override, words, runs_dir, capsys):
+    from projlab import train
+
+    with pytest.raises(SystemExit) as stop:
+        train.main(["-m", "projector=c_abstractor", override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert all(w in err[0] for w in words), err[0]
+    assert not runs_dir.exists()
+
+
+def test_off_a_terminal_a_sweep_prints_one_line_per_arm_event(tmp_path):
+    import io
+
+    from projlab.sweeps.view import PlainView, duration, open_view
+    from projlab.training.progress import write_progress
+
+    run_dir = tmp_path / "arm"
+    write_progress(run_dir, 5, 8, 0, 5.0)  # an earlier launch's: not this one's progress
+    out = io.StringIO()
+    view = PlainView("s", [("arm", run_dir), ("other", tmp_path / "other")], out)
+    view.started(1, 123)
+    view.poll()
+    for step in (1, 2, 3, 7, 8):  # 3 s for the first 2 steps: 6 steps left take 9 s
+        write_progress(run_dir, step, 8, 0, 1.5 * step)
+        view.poll()
+    view.finished(1, "completed", "completed 0.500 (12 s)")
+    view.finished(2, "failed", "failed: RuntimeError: boom (1 s)")
+    assert out.getvalue().splitlines() == [
+        "[1/2] arm ... started (pid 123)",
+        "[1/2] arm ... step 2/8 (25%), ETA 9 s",  # once per quarter, the end on a line of its own
+        "[1/2] arm ... step 7/8 (87%), ETA 2 s",
+        "[1/2] arm ... completed 0.500 (12 s)",
+        "[2/2] other ... failed: RuntimeError: boom (1 s)",
+    ]
+    assert [duration(s) for s in (42, 600, 7500)] == ["42 s", "10 min", "2 h 05 min"]
+    assert isinstance(open_view("s", [], io.StringIO()), PlainView)  # not a terminal: plain lines
 
 
 def test_search_spec_reads_distributions_sampler_and_pruner(tmp_path):
@@ -318,6 +404,111 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
 
 
 # ---------------------------------------------------------------------------------------------------------
+# the headline command without a name (real tiny runs, once for the module)
+# ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nameless(tmp_path_factory, cache_dir) -> tuple[Path, subprocess.CompletedProcess]:
+    """`make sweep PROJECTOR=c_abstractor TOKENS=16,64` with tiny arms and no NAME=: its runs root and output."""
+    runs = tmp_path_factory.mktemp("nameless") / "runs"
+    proc = subprocess.run([sys.executable, "-m", "projlab.sweeps.grid", "--projectors", "c_abstractor", "--tokens",
+                           "16,64", "--", *ARM], env={**os.environ, "RUNS": str(runs)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return runs, proc
+
+
+@pytest.mark.slow
+def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameless, tmp_path):
+    import pandas as pd
+
+    runs, proc = nameless
+    first, last = proc.stdout.splitlines()[0], proc.stdout.strip().splitlines()[-1]
+    name = "c_abstractor-m16_64"
+    assert first.startswith(f"sweep {name}: 2 arm(s) -> {runs / name}") and first.endswith(f"make figures NAME={name}")
+    assert last.startswith("2/2 completed") and last.endswith(f"make figures NAME={name}")
+    assert sorted(p.name for p in runs.iterdir()) == [name]  # not runs/default, which make reproduce reports
+    assert all(results(runs / name / f"c_abstractor-m{m}-r112-s0-joint")["config"]["sweep"] == name for m in (16, 64))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "01_efficiency_table.py").write_text(
+        (Path(__file__).resolve().parents[1] / "analysis" / "01_efficiency_table.py").read_text())
+    out = tmp_path / "report"
+    report = subprocess.run([sys.executable, "-m", "projlab.analysis.report", "--sweep", name, "--runs", str(runs),
+                             "--out", str(out), "--notebooks", str(notebooks)], capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    table = pd.read_csv(out / "tables" / "efficiency.csv")
+    assert sorted(table["num_visual_tokens"]) == [16, 64] and set(table["status"]) == {"completed"}
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_output_is_not_a_terminal_prints_a_line_per_arm_event(nameless):
+    import re
+
+    runs, proc = nameless
+    lines = proc.stdout.splitlines()
+    arms = ["c_abstractor-m16-r112-s0-joint", "c_abstractor-m64-r112-s0-joint"]
+    events = lines[1:lines.index("")]  # between the sweep's first line and the summary table
+    for i, arm in enumerate(arms, 1):
+        mine = [ln.removeprefix(f"[{i}/2] {arm} ... ") for ln in events if ln.startswith(f"[{i}/2] {arm} ... ")]
+        assert re.fullmatch(r"started \(pid \d+\)", mine[0]) and re.fullmatch(r"completed 0\.\d+ \(\d+ s\)", mine[-1])
+        assert all(re.fullmatch(r"step [1-5]/6 \(\d+%\)(, ETA \d+ s)?", ln) for ln in mine[1:-1]), mine
+        assert len(mine) <= 2 + 3  # at most a line per quarter between start and end
+        progress = json.loads((runs / "c_abstractor-m16_64" / arm / "progress.json").read_text())
+        assert (progress["step"], progress["max_steps"], progress["start_step"]) == (6, 6, 0)
+    assert len(events) == sum(ln.startswith(("[1/2] ", "[2/2] ")) for ln in events)
+
+
+@pytest.mark.slow
+def test_each_arm_is_a_row_of_tensorboards_hparams_tab_with_its_final_results(nameless):
+    from tbparse import SummaryReader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    runs, _ = nameless
+    arm = runs / "c_abstractor-m16_64" / "c_abstractor-m64-r112-s0-joint"
+    record = results(arm)
+    reader = SummaryReader(str(arm / "tb"))
+    hparams = dict(zip(reader.hparams["tag"], reader.hparams["value"]))
+    assert {k: hparams[k] for k in ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")} == {
+        "projector": "c_abstractor", "num_visual_tokens": 64, "resolution": 112, "seed": 0, "stage": "joint",
+        "preset": "tiny"}
+    final = reader.scalars[reader.scalars["tag"].str.startswith("final/")]
+    assert set(final["step"]) == {record["efficiency"]["steps"]}
+    values = dict(zip(final["tag"], final["value"]))
+    assert values["final/accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+    for cat, v in record["metrics"]["per_category"].items():
+        assert values[f"final/acc_{cat}"] == pytest.approx(v["accuracy"])
+    for key in ("step_time_s", "peak_tensor_mb", "peak_rss_mb"):
+        assert values[f"final/{key}"] == pytest.approx(record["efficiency"][key])
+    # the session declares them as its metrics: the columns of the HPARAMS tab
+    events = EventAccumulator(str(arm / "tb"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == set(values)
+    assert "_hparams_/session_end_info" in content
+
+
+@pytest.mark.slow
+def test_hydras_multirun_syntax_runs_each_arm_as_its_own_process_and_resumes(runs_dir):
+    cmd = [sys.executable, "-m", "projlab.train", "-m", "projector=c_abstractor,resampler",
+           "projector.num_visual_tokens=16", *ARM]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    sweep = runs_dir / "c_abstractor_resampler-m16"
+    assert first.stdout.startswith(f"sweep {sweep.name}: 2 arm(s) -> {sweep}")
+    arms = json.loads((sweep / "sweep.json").read_text())["arms"]
+    assert [(a["name"], a["status"]) for a in arms] == [("c_abstractor-m16-r112-s0-joint", "completed"),
+                                                        ("resampler-m16-r112-s0-joint", "completed")]
+    for arm in arms:  # each arm its own `projlab.train` process, launched once by the grid's executor
+        log = (sweep / arm["name"] / "train.log").read_text()
+        assert log.count("\n=== ") == 1 and " -m projlab.train " in log and " -m projector=" not in log
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
 # one configuration per run folder, one process at a time (real tiny runs)
 # ---------------------------------------------------------------------------------------------------------
 def _trainings(run_dir: Path) -> int:
@@ -378,9 +569,9 @@ def test_two_drivers_at_once_train_each_arm_exactly_once(runs_dir, tmp_path):
     arms = [runs_dir / "d" / "c_abstractor-m16-r112-s0-joint", runs_dir / "d" / "resampler-m16-r112-s0-joint"]
     for arm in arms:
         assert results(arm)["status"] == "completed" and _trainings(arm) == 1, (arm / "train.log").read_text()
-    for out, _ in outs:  # each driver says, for each arm, what it saw: completed, or held by the other
+    for out, _ in outs:  # each driver says, for each arm, what it saw at the end: completed, or held by the other
         for arm in arms:
-            line = next(ln for ln in out.splitlines() if f"] {arm.name} ..." in ln)
+            line = [ln for ln in out.splitlines() if f"] {arm.name} ..." in ln][-1]
             assert "completed" in line or ("skipped:" in line and "in use by pid" in line), line
     again = grid("--spec", str(spec))
     assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2

@@ -83,6 +83,11 @@ def projector_knobs(cfg: DictConfig) -> dict:
     return {k: v for k, v in knobs.items() if v is not None}
 
 
+# The overrides that `run_name` reads (a group choice sets its `.name`): a sweep over any other key gives
+# its arms a suffix, or they would share one folder.
+RUN_NAME_KEYS = ("projector", "projector.num_visual_tokens", "vision.resolution", "seed", "stage", "data.scramble")
+
+
 def run_name(cfg: DictConfig) -> str:
     """The arm's folder name, derived from what distinguishes arms (never from the clock)."""
     if cfg.get("run_name"):

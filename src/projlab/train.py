@@ -1,6 +1,8 @@
 """Train one arm: compose the config, build the model and data, fit, test, write results.json.
 
     python -m projlab.train projector=c_abstractor projector.num_visual_tokens=144 seed=0
+    python -m projlab.train -m projector=c_abstractor,resampler projector.num_visual_tokens=64,144  (a sweep:
+        projlab.sweeps.multirun)
 
 Thin on purpose: the model, the data and the recipe live in their own modules; sweeps call this as a
 process and read only the results.json it leaves. Exit code: 0 done (or already completed), 1 a crash
@@ -36,9 +38,10 @@ from projlab.models.vision import VisionTower  # noqa: E402
 from projlab.results import read_results, write_results  # noqa: E402
 from projlab.run_folder import CONFIG_FILE, check_config, set_aside  # noqa: E402
 from projlab.schema import checkpoint_path  # noqa: E402
-from projlab.training.callbacks import EfficiencyMonitor, progress_bar  # noqa: E402
+from projlab.training.callbacks import EfficiencyMonitor, ProgressFile, progress_bar  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
+from projlab.training.hparams_session import write_session  # noqa: E402
 from projlab.training.memory import peak_rss_mb  # noqa: E402
 from projlab.training.module import MLLMModule, StageConfig  # noqa: E402
 from projlab.training.precision import resolve_precision  # noqa: E402
@@ -219,6 +222,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             every_n_train_steps=cfg.trainer.checkpoint_every_steps,
         ),
         L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
+        ProgressFile(run_dir),  # what a sweep's view shows: step, max_steps, this process's rate
     ]
     if cfg.trainer.progress_bar:
         callbacks.append(progress_bar())
@@ -300,6 +304,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 
     write_json(run_dir / "predictions_test.json", module.test_predictions)
     write_results(run_dir, record)
+    write_session(logger.log_dir, record)  # the arm's row of TensorBoard's HPARAMS tab
     acc = record["metrics"]["accuracy"]
     print(f"{run_dir}: " + (f"accuracy {acc:.3f}" if acc is not None else f"loss {test['loss']:.3f}") + f" in {wall:.0f} s")
     return record
@@ -308,7 +313,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "-m" in argv or "--multirun" in argv:  # Hydra's sweep syntax: the grid's executor, one process per arm
+        from projlab.sweeps import multirun
+
+        return multirun.main([a for a in argv if a not in multirun.MULTIRUN_FLAGS])
+    cfg = load_config(argv)
     try:
         run(cfg)
     except UserError:

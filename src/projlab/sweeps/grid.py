@@ -10,13 +10,16 @@ resolution x seed, with no token override. Every arm is composed and validated b
 every invalid arm is reported at once (exit 2), as is an arm whose folder holds a run of other settings
 (`projlab.run_folder`; `rerun=true` trains every arm again, the previous runs set aside). Arms land in
 `<runs>/<name>/<arm>/` (train.log beside results.json); `<runs>/<name>/sweep.json` lists them with their
-status. Re-running the same command skips completed arms and re-runs the others (training resumes from
-their last checkpoint); an arm another process holds (a second sweep) is skipped, its holder named.
+status. The name is --name, else the spec's `name` where --spec is given (or no list is), else derived
+from the lists given (`projlab.sweeps.naming`: `--projectors c_abstractor --tokens 64,144,256` is
+`c_abstractor-m64_144_256`), so a grid of the command line has its own folder and re-running it resumes.
+Re-running the same command skips completed arms and re-runs the others (training resumes from their
+last checkpoint); an arm another process holds (a second sweep) is skipped, its holder named.
 `--jobs N` runs N arms at once, each its own process with 1/N of the cores. Exit code: 0 if every arm
 completed, 1 if any did not, 128+signal when stopped by a signal.
 
-Importable pieces (for `projlab.sweeps.calibrate` and tests): `load_spec`, `expand`, `check_arm`, `plan`,
-`run_grid`, `summary_table`, `write_sweep_json`.
+Importable pieces (for `projlab.sweeps.calibrate`, `projlab.sweeps.multirun` and tests): `load_spec`,
+`expand`, `check_arm`, `plan`, `validate`, `run_grid`, `execute`, `summary_table`, `write_sweep_json`.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ from projlab.results import read_results
 from projlab.run_folder import config_problem
 from projlab.schema import visual_tokens
 from projlab.sweeps import runner
+from projlab.sweeps.naming import sweep_name
+from projlab.sweeps.view import open_view
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
 FIXED_M_RULES = ("all_patches", "none")  # token rules where M does not follow a request
@@ -141,11 +146,13 @@ def _token_rules() -> dict[str, str]:
 
 
 class Planned(NamedTuple):
-    """An arm as expanded, not yet validated: `label` names it in error lines."""
+    """An arm as expanded, not yet validated: `label` names it in error lines; `suffix`, where given, is
+    added to its folder name (a swept setting that the name leaves out)."""
 
     projector: str
     label: str
     overrides: list[str]
+    suffix: str = ""
 
 
 def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Planned]:
@@ -202,21 +209,27 @@ def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
         ("", f"{p}: unknown projector; known: {', '.join(sorted(known))}") for p in dict.fromkeys(spec.projectors)
         if p not in known
     ]
+    return validate([a for a in expand(spec, extra) if a.projector in known], spec.name, problems)
+
+
+def validate(planned: list[Planned], sweep: str, problems: list[tuple[str, str]] | None = None) -> list[Arm]:
+    """Compose and check every arm of the sweep `sweep` (its settings, and a folder that holds no run of
+    other settings); raise one UserError listing every invalid arm with `problems` already found."""
+    problems = list(problems or [])
     arms: dict[str, Arm] = {}
-    for proj, label, overrides in expand(spec, extra):
-        if proj not in known:
-            continue
+    for _, label, overrides, suffix in planned:
         try:
             cfg, m = check_arm(overrides)
         except UserError as err:
             problems.append((label, str(err)))
             continue
-        name = run_name(cfg)
-        run_dir = Path(cfg.paths.runs_root) / spec.name / name
+        name = f"{run_name(cfg)}-{suffix}" if suffix else run_name(cfg)
+        run_dir = Path(cfg.paths.runs_root) / sweep / name
         asked = OmegaConf.to_container(cfg, resolve=True)
         other = config_problem(run_dir, asked, "rerun=true replaces it, another NAME= (--name) keeps both")
         if other:
             problems.append((label, other))
+        overrides = [*overrides, f"run_name={name}"] if suffix else overrides
         arms.setdefault(name, Arm(name, run_dir, tuple(overrides), m, bool(cfg.rerun), asked))
     if problems:
         raise _one_error(problems)
@@ -287,25 +300,25 @@ def arm_env(jobs: int) -> dict[str, str] | None:
 def run_grid(
     arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1,
 ) -> list[runner.ArmOutcome]:
-    """Run every arm (completed ones are skipped), `jobs` at a time, one progress line each, keeping
-    sweep.json current. After a signal no new arm starts; running arms record their end first."""
+    """Run every arm (completed ones are skipped), `jobs` at a time, shown as they go (`projlab.sweeps.view`:
+    a live table on a terminal, else a line per event), keeping sweep.json current. After a signal no new
+    arm starts; running arms record their end first."""
     runner.forward_signals()
     outcomes: dict[str, runner.ArmOutcome] = {}
     running: dict[str, int] = {}
-    lock = threading.Lock()  # guards outcomes, running, sweep.json and the progress lines
+    lock = threading.Lock()  # guards outcomes, running and sweep.json
     env = arm_env(jobs)
     write_sweep_json(sweep_dir, name, arms, outcomes)
 
     def run_one(i: int, arm: Arm) -> None:
         if runner.interrupted():
             return
-        if jobs == 1:
-            print(f"[{i}/{len(arms)}] {arm.name} ... ", end="", file=out, flush=True)
 
         def started(pid: int) -> None:
             with lock:
                 running[arm.name] = pid
                 write_sweep_json(sweep_dir, name, arms, outcomes, running)
+            view.started(i, pid)
 
         # launched and waited on by this same thread: the arm's parent-death signal follows the thread
         outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started, rerun=arm.rerun,
@@ -313,17 +326,17 @@ def run_grid(
         with lock:
             running.pop(arm.name, None)
             outcomes[arm.name] = outcome
-            prefix = "" if jobs == 1 else f"[{i}/{len(arms)}] {arm.name}: "
-            print(prefix + _progress(outcome), file=out, flush=True)
             write_sweep_json(sweep_dir, name, arms, outcomes, running)
+        view.finished(i, "skipped" if outcome.holder else outcome.status, _progress(outcome))
 
-    if jobs == 1:
-        for i, arm in enumerate(arms, 1):
-            run_one(i, arm)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
-                future.result()
+    with open_view(name, [(a.name, a.run_dir) for a in arms], out) as view:
+        if jobs == 1:
+            for i, arm in enumerate(arms, 1):
+                run_one(i, arm)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
+                    future.result()
     return [outcomes[a.name] for a in arms if a.name in outcomes]
 
 
@@ -371,12 +384,13 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> ar
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = ArgumentParser(prog="python -m projlab.sweeps.grid", description=__doc__.split("\n\n")[0])
-    p.add_argument("--spec", default=str(DEFAULT_SPEC), help="grid spec YAML (default sweeps/default.yaml)")
+    p.add_argument("--spec", help="grid spec YAML (default sweeps/default.yaml); its `name` names the sweep")
     p.add_argument("--projectors", help="comma-separated projector names (replaces the spec's list)")
     p.add_argument("--tokens", help="comma-separated token counts M")
     p.add_argument("--res", help="comma-separated image resolutions")
     p.add_argument("--seeds", help="comma-separated seeds")
-    p.add_argument("--name", help="sweep name: arms go to <runs>/<name>/")
+    p.add_argument("--name", help="sweep name: arms go to <runs>/<name>/ (default: the spec's name, or one "
+                                  "derived from the lists given, e.g. c_abstractor-m64_144_256)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="arms run at once, the cores split between them (default 1)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the arms, run nothing")
@@ -384,45 +398,71 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parse_with_overrides(p, argv)
 
 
+GRID_FLAGS = ("projectors", "tokens", "res", "seeds")
+
+
 def spec_from_args(args: argparse.Namespace) -> GridSpec:
-    spec = load_spec(args.spec)
+    """The spec file's grid with the flags' lists in place of its own. Its name: --name; else the spec's,
+    where a spec was given or no list was; else one derived from the grid (`default_name`), so that a grid
+    of the command line never lands in the folder of the default sweep."""
+    spec = load_spec(args.spec or DEFAULT_SPEC)
     if args.projectors is not None:
         spec.projectors = _str_list(args.projectors, "--projectors")
         spec.controls = {}
-    for flag, attr in (("tokens", "tokens"), ("res", "res"), ("seeds", "seeds")):
+    for flag in ("tokens", "res", "seeds"):
         if getattr(args, flag) is not None:
-            setattr(spec, attr, int_list(getattr(args, flag), f"--{flag}"))
+            setattr(spec, flag, int_list(getattr(args, flag), f"--{flag}"))
     if args.name is not None:
         if not args.name or "/" in args.name or args.name.startswith("."):
             raise UserError(f"--name {args.name!r}: give a plain folder name")
         spec.name = args.name
+    elif args.spec is None and any(getattr(args, flag) is not None for flag in GRID_FLAGS):
+        spec.name = default_name(spec, given={flag for flag in GRID_FLAGS if getattr(args, flag) is not None})
     return spec
+
+
+def default_name(spec: GridSpec, given: set[str]) -> str:
+    """The projectors (and controls), M where a projector takes it, and resolution and seeds where `given`
+    on the command line: `c_abstractor-m64_144_256`, `c_abstractor_resampler-m16-r112_168-s0_1`."""
+    takes_m = any(_token_rules().get(p, "none") not in FIXED_M_RULES for p in spec.projectors)
+    axes: list[tuple[str, list]] = [("projector", [*spec.projectors, *spec.controls])]
+    if takes_m and spec.tokens:
+        axes.append(("projector.num_visual_tokens", spec.tokens))
+    axes += [(key, getattr(spec, flag)) for flag, key in (("res", "vision.resolution"), ("seeds", "seed"))
+             if flag in given]
+    return sweep_name(axes)
+
+
+def execute(name: str, arms: list[Arm], jobs: int = 1, dry_run: bool = False) -> None:
+    """Run validated arms as the sweep `name` (or only list them): progress, the summary table, and the
+    exit code (0 every arm completed, 1 one did not, 128+signal when stopped by a signal)."""
+    sweep_dir = arms[0].run_dir.parent
+    if dry_run:
+        for arm in arms:
+            print(f"{arm.name}  M={arm.num_visual_tokens}  {' '.join(runner.train_command(list(arm.overrides))[1:])}")
+        print(f"{len(arms)} arm(s) valid; would run into {sweep_dir}")
+        return
+    t0 = time.perf_counter()
+    at_once = f", {jobs} at a time" if jobs > 1 else ""
+    figures = f"make figures NAME={name}"
+    print(f"sweep {name}: {len(arms)} arm(s){at_once} -> {sweep_dir}; {figures}", flush=True)
+    run_grid(arms, sweep_dir, name, jobs=jobs)
+    print("\n" + summary_table(arms))
+    statuses = [(read_results(a.run_dir) or {}).get("status") for a in arms]
+    done = statuses.count("completed")
+    print(f"\n{done}/{len(arms)} completed in {time.perf_counter() - t0:.0f} s; {sweep_dir / 'sweep.json'}; {figures}")
+    signum = runner.interrupted()
+    if signum:
+        print(f"stopped by signal {signum}; re-run the same command to resume", file=sys.stderr)
+        sys.exit(128 + signum)
+    sys.exit(0 if done == len(arms) else 1)
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     spec = spec_from_args(args)
-    arms = plan(spec, args.overrides)
-    sweep_dir = arms[0].run_dir.parent
-    if args.dry_run:
-        for arm in arms:
-            print(f"{arm.name}  M={arm.num_visual_tokens}  {' '.join(runner.train_command(list(arm.overrides))[1:])}")
-        print(f"{len(arms)} arm(s) valid; would run into {sweep_dir}")
-        return
-    t0 = time.perf_counter()
-    at_once = f", {args.jobs} at a time" if args.jobs > 1 else ""
-    print(f"sweep {spec.name}: {len(arms)} arm(s){at_once} -> {sweep_dir}", flush=True)
-    run_grid(arms, sweep_dir, spec.name, jobs=args.jobs)
-    print("\n" + summary_table(arms))
-    statuses = [(read_results(a.run_dir) or {}).get("status") for a in arms]
-    done = statuses.count("completed")
-    print(f"\n{done}/{len(arms)} completed in {time.perf_counter() - t0:.0f} s; {sweep_dir / 'sweep.json'}")
-    signum = runner.interrupted()
-    if signum:
-        print(f"stopped by signal {signum}; re-run the same command to resume", file=sys.stderr)
-        sys.exit(128 + signum)
-    sys.exit(0 if done == len(arms) else 1)
+    execute(spec.name, plan(spec, args.overrides), args.jobs, args.dry_run)
 
 
 if __name__ == "__main__":

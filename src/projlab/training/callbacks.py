@@ -1,14 +1,16 @@
 """Callbacks of a training run: efficiency measured while training (step time, samples/s, visual tokens/s,
-the step's peak tensor memory) and the terminal's progress bar."""
+the step's peak tensor memory), the terminal's progress bar, and the progress file a sweep reads."""
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from projlab.training.memory import peak_memory
+from projlab.training.progress import write_progress
 
 
 class EfficiencyMonitor(L.Callback):
@@ -83,3 +85,31 @@ def progress_bar() -> L.Callback:
         return StepProgressBar()
     except ModuleNotFoundError:
         return TQDMProgressBar()
+
+
+class ProgressFile(L.Callback):
+    """`<run>/progress.json` (`projlab.training.progress`), by rank 0: at the start, at most once per
+    `every_s` while training, and at the end."""
+
+    def __init__(self, run_dir: str | Path, every_s: float = 1.0) -> None:
+        self.run_dir = Path(run_dir)
+        self.every_s = every_s
+        self._t0 = self._last = 0.0
+        self._start_step = 0
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            self._last = time.monotonic()
+            write_progress(self.run_dir, trainer.global_step, trainer.max_steps, self._start_step,
+                           self._last - self._t0)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0, self._start_step = time.monotonic(), trainer.global_step
+        self._write(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if time.monotonic() - self._last >= self.every_s:
+            self._write(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._write(trainer)
