@@ -36,11 +36,15 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -c "import projlab, torch, lightning, transformers" && touch $(STAMP)
 
+# One pytest worker per core: most tests wait on one single-threaded tiny run at a time, so two workers
+# on 2 cores halve the wall time. Tests that share an expensive module fixture, or start 2-process gloo
+# groups, carry an xdist_group marker and stay on one worker together.
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 # One arm: make train PROJECTOR=c_abstractor TOKENS=144 RES=112 SEED=0 ARGS="stage.lr=1e-3"
 train: install

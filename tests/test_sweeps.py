@@ -418,6 +418,7 @@ def nameless(tmp_path_factory, cache_dir) -> tuple[Path, subprocess.CompletedPro
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("nameless")  # one worker: the sweep of `nameless` runs once
 def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameless, tmp_path):
     import pandas as pd
 
@@ -442,6 +443,7 @@ def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameles
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("nameless")  # one worker: the sweep of `nameless` runs once
 def test_a_sweep_whose_output_is_not_a_terminal_prints_a_line_per_arm_event(nameless):
     import re
 
@@ -460,6 +462,7 @@ def test_a_sweep_whose_output_is_not_a_terminal_prints_a_line_per_arm_event(name
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("nameless")  # one worker: the sweep of `nameless` runs once
 def test_each_arm_is_a_row_of_tensorboards_hparams_tab_with_its_final_results(nameless):
     from tbparse import SummaryReader
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
