@@ -37,8 +37,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PY) -c "import projlab, torch, lightning, transformers" && touch $(STAMP)
 
 # One pytest worker per core: most tests wait on one single-threaded tiny run at a time, so two workers
-# on 2 cores halve the wall time. Tests that share an expensive module fixture, or start 2-process gloo
-# groups, carry an xdist_group marker and stay on one worker together.
+# on 2 cores halve the wall time. Tests that share an expensive fixture (session-scoped: a module fixture
+# would be set up again whenever a worker's tests of two files interleave) carry an xdist_group marker and
+# stay on one worker together.
 TEST_WORKERS ?= auto
 test: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15

@@ -1,7 +1,8 @@
 """Analysis: tables and figures rebuilt from real runs, every number checked against the runs' results.json.
 
-A module-wide fixture trains five tiny arms as `python -m projlab.train` processes (c_abstractor M=16 and the
-blind control, two seeds each, and one arm that fails at step 1); the tests then read them back.
+A session-wide fixture (trained once, however the tests are scheduled) trains five tiny arms as
+`python -m projlab.train` processes (c_abstractor M=16 and the blind control, two seeds each, and one arm
+that fails at step 1); the tests then read them back.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from projlab.analysis.render import to_latex, to_markdown, write_table
 from projlab.analysis.stats import mcnemar_exact, paired_bootstrap, significance
 from projlab.analysis.tables import efficiency_table, significance_table, spatial_table
 
-pytestmark = pytest.mark.xdist_group("analysis")  # one worker: the module's five arms are trained once
+pytestmark = pytest.mark.xdist_group("analysis")  # one worker: its tests share the five arms
 
 SWEEP = "t"
 ARMS = {
@@ -44,7 +45,7 @@ def _launch(overrides: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory, cache_dir) -> Path:
     """Five real arms; the first alone (it writes the shared preset and feature cache), then two at a time."""
     root = tmp_path_factory.mktemp("analysis") / "runs"

@@ -38,7 +38,7 @@ def _spec(tmp_path: Path, arms: dict, name: str = "cal") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def calibrated(tmp_path_factory, cache_dir) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("calibrate")
     done = _calibrate(_spec(tmp, ARMS), runs=tmp / "runs")

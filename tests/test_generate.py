@@ -21,7 +21,7 @@ from test_benchmark_formats import write_mme_task
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generate")]  # one worker: a shared fixture
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny(cache_dir):
     from projlab.config import load_config
     from projlab.train import build_model

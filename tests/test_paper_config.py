@@ -29,7 +29,7 @@ VICUNA_7B = dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=
 LLM_LAYERS = 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def backbones(tmp_path_factory) -> dict[str, str]:
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 

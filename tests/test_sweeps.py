@@ -404,9 +404,9 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the headline command without a name (real tiny runs, once for the module)
+# the headline command without a name (real tiny runs, once for the session)
 # ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def nameless(tmp_path_factory, cache_dir) -> tuple[Path, subprocess.CompletedProcess]:
     """`make sweep PROJECTOR=c_abstractor TOKENS=16,64` with tiny arms and no NAME=: its runs root and output."""
     runs = tmp_path_factory.mktemp("nameless") / "runs"
