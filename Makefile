@@ -37,15 +37,14 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PY) -c "import projlab, torch, lightning, transformers" && touch $(STAMP)
 
 # One pytest worker per core: most tests wait on one single-threaded tiny run at a time, so two workers
-# on 2 cores halve the wall time. Tests that share an expensive fixture (session-scoped: a module fixture
-# would be set up again whenever a worker's tests of two files interleave) carry an xdist_group marker and
-# stay on one worker together.
+# on 2 cores nearly halve the wall time. --dist loadfile keeps each file on one worker, so the arms a
+# file's fixture trains are trained once; the long end-to-end files are split to balance the workers.
 TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # One arm: make train PROJECTOR=c_abstractor TOKENS=144 RES=112 SEED=0 ARGS="stage.lr=1e-3"
 train: install

@@ -26,8 +26,6 @@ from projlab.analysis.render import to_latex, to_markdown, write_table
 from projlab.analysis.stats import mcnemar_exact, paired_bootstrap, significance
 from projlab.analysis.tables import efficiency_table, significance_table, spatial_table
 
-pytestmark = pytest.mark.xdist_group("analysis")  # one worker: its tests share the five arms
-
 SWEEP = "t"
 ARMS = {
     "c_abstractor-m16-r112-s0-joint": ["projector=c_abstractor", "projector.num_visual_tokens=16", "seed=0"],

@@ -15,7 +15,7 @@ import yaml
 from conftest import TINY_RUN
 from projlab.data import spatial
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("calibrate")]  # one worker: a shared fixture
+pytestmark = pytest.mark.slow
 
 ARMS = {
     "blind": ["projector=blind"],

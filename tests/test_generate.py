@@ -18,7 +18,7 @@ from projlab.evaluation.generate import Decoding, generate
 from projlab.evaluation.mme import load_mme
 from test_benchmark_formats import write_mme_task
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generate")]  # one worker: a shared fixture
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from projlab.models.image_processing import clip_image_processor
 from projlab.models.presets import build_tokenizer, tiny_words
 from projlab.train import run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("paper")]  # one worker: a shared fixture
+pytestmark = pytest.mark.slow
 
 CLIP_L14_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                     image_size=336, patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768)

@@ -1,7 +1,9 @@
 """Sweeps: grid expansion and validation, a failing arm that does not stop the sweep, resume (also after
-SIGKILL), SIGTERM forwarding, the pruning callback on its own, and a 2-worker Optuna search on SQLite.
+SIGKILL), SIGTERM forwarding, arms at once on split cores, the pruning callback on its own, and a 2-worker
+Optuna search on SQLite. (Run folders: test_run_folders.py; watching and naming a sweep:
+test_sweeps_watch.py.)
 
-The slow tests are real tiny training runs (each arm its own process): about 2-3 minutes together."""
+The slow tests are real tiny training runs (each arm its own process)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,53 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 from conftest import TINY_RUN
+from sweep_helpers import ARM, grid, results, running_arm, wait_for, write_spec
 from projlab.errors import UserError
 from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, parse_args, plan, spec_from_args
 from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.search import hydra_value, load_search_spec
-
-ARM = [*TINY_RUN, "projector.depth=1"]  # c_abstractor and resampler both take a depth
-
-
-def grid(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "projlab.sweeps.grid", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def write_spec(path: Path, **spec) -> Path:
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
-
-
-def wait_for(predicate, timeout: float = 240, what: str = "", proc: subprocess.Popen | None = None) -> None:
-    t0 = time.monotonic()
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before {what}")
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def running_arm(sweep_dir: Path) -> dict | None:
-    try:
-        arms = json.loads((sweep_dir / "sweep.json").read_text())["arms"]
-    except (FileNotFoundError, ValueError):
-        return None
-    return next((a for a in arms if a.get("pid")), None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -401,214 +367,3 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
     for arm in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint"):
         record = results(runs_dir_q / arm)
         assert record["status"] == "failed" and record["error"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the headline command without a name (real tiny runs, once for the session)
-# ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def nameless(tmp_path_factory, cache_dir) -> tuple[Path, subprocess.CompletedProcess]:
-    """`make sweep PROJECTOR=c_abstractor TOKENS=16,64` with tiny arms and no NAME=: its runs root and output."""
-    runs = tmp_path_factory.mktemp("nameless") / "runs"
-    proc = subprocess.run([sys.executable, "-m", "projlab.sweeps.grid", "--projectors", "c_abstractor", "--tokens",
-                           "16,64", "--", *ARM], env={**os.environ, "RUNS": str(runs)}, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return runs, proc
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("nameless")  # one worker: the sweep of `nameless` runs once
-def test_a_grid_without_a_name_has_its_own_folder_which_the_report_finds(nameless, tmp_path):
-    import pandas as pd
-
-    runs, proc = nameless
-    first, last = proc.stdout.splitlines()[0], proc.stdout.strip().splitlines()[-1]
-    name = "c_abstractor-m16_64"
-    assert first.startswith(f"sweep {name}: 2 arm(s) -> {runs / name}") and first.endswith(f"make figures NAME={name}")
-    assert last.startswith("2/2 completed") and last.endswith(f"make figures NAME={name}")
-    assert sorted(p.name for p in runs.iterdir()) == [name]  # not runs/default, which make reproduce reports
-    assert all(results(runs / name / f"c_abstractor-m{m}-r112-s0-joint")["config"]["sweep"] == name for m in (16, 64))
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    (notebooks / "01_efficiency_table.py").write_text(
-        (Path(__file__).resolve().parents[1] / "analysis" / "01_efficiency_table.py").read_text())
-    out = tmp_path / "report"
-    report = subprocess.run([sys.executable, "-m", "projlab.analysis.report", "--sweep", name, "--runs", str(runs),
-                             "--out", str(out), "--notebooks", str(notebooks)], capture_output=True, text=True,
-                            timeout=300)
-    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
-    table = pd.read_csv(out / "tables" / "efficiency.csv")
-    assert sorted(table["num_visual_tokens"]) == [16, 64] and set(table["status"]) == {"completed"}
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("nameless")  # one worker: the sweep of `nameless` runs once
-def test_a_sweep_whose_output_is_not_a_terminal_prints_a_line_per_arm_event(nameless):
-    import re
-
-    runs, proc = nameless
-    lines = proc.stdout.splitlines()
-    arms = ["c_abstractor-m16-r112-s0-joint", "c_abstractor-m64-r112-s0-joint"]
-    events = lines[1:lines.index("")]  # between the sweep's first line and the summary table
-    for i, arm in enumerate(arms, 1):
-        mine = [ln.removeprefix(f"[{i}/2] {arm} ... ") for ln in events if ln.startswith(f"[{i}/2] {arm} ... ")]
-        assert re.fullmatch(r"started \(pid \d+\)", mine[0]) and re.fullmatch(r"completed 0\.\d+ \(\d+ s\)", mine[-1])
-        assert all(re.fullmatch(r"step [1-5]/6 \(\d+%\)(, ETA \d+ s)?", ln) for ln in mine[1:-1]), mine
-        assert len(mine) <= 2 + 3  # at most a line per quarter between start and end
-        progress = json.loads((runs / "c_abstractor-m16_64" / arm / "progress.json").read_text())
-        assert (progress["step"], progress["max_steps"], progress["start_step"]) == (6, 6, 0)
-    assert len(events) == sum(ln.startswith(("[1/2] ", "[2/2] ")) for ln in events)
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("nameless")  # one worker: the sweep of `nameless` runs once
-def test_each_arm_is_a_row_of_tensorboards_hparams_tab_with_its_final_results(nameless):
-    from tbparse import SummaryReader
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-
-    runs, _ = nameless
-    arm = runs / "c_abstractor-m16_64" / "c_abstractor-m64-r112-s0-joint"
-    record = results(arm)
-    reader = SummaryReader(str(arm / "tb"))
-    hparams = dict(zip(reader.hparams["tag"], reader.hparams["value"]))
-    assert {k: hparams[k] for k in ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")} == {
-        "projector": "c_abstractor", "num_visual_tokens": 64, "resolution": 112, "seed": 0, "stage": "joint",
-        "preset": "tiny"}
-    final = reader.scalars[reader.scalars["tag"].str.startswith("final/")]
-    assert set(final["step"]) == {record["efficiency"]["steps"]}
-    values = dict(zip(final["tag"], final["value"]))
-    assert values["final/accuracy"] == pytest.approx(record["metrics"]["accuracy"])
-    for cat, v in record["metrics"]["per_category"].items():
-        assert values[f"final/acc_{cat}"] == pytest.approx(v["accuracy"])
-    for key in ("step_time_s", "peak_tensor_mb", "peak_rss_mb"):
-        assert values[f"final/{key}"] == pytest.approx(record["efficiency"][key])
-    # the session declares them as its metrics: the columns of the HPARAMS tab
-    events = EventAccumulator(str(arm / "tb"))
-    events.Reload()
-    content = events.PluginTagToContent("hparams")
-    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} == set(values)
-    assert "_hparams_/session_end_info" in content
-
-
-@pytest.mark.slow
-def test_hydras_multirun_syntax_runs_each_arm_as_its_own_process_and_resumes(runs_dir):
-    cmd = [sys.executable, "-m", "projlab.train", "-m", "projector=c_abstractor,resampler",
-           "projector.num_visual_tokens=16", *ARM]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    sweep = runs_dir / "c_abstractor_resampler-m16"
-    assert first.stdout.startswith(f"sweep {sweep.name}: 2 arm(s) -> {sweep}")
-    arms = json.loads((sweep / "sweep.json").read_text())["arms"]
-    assert [(a["name"], a["status"]) for a in arms] == [("c_abstractor-m16-r112-s0-joint", "completed"),
-                                                        ("resampler-m16-r112-s0-joint", "completed")]
-    for arm in arms:  # each arm its own `projlab.train` process, launched once by the grid's executor
-        log = (sweep / arm["name"] / "train.log").read_text()
-        assert log.count("\n=== ") == 1 and " -m projlab.train " in log and " -m projector=" not in log
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2
-
-
-# ---------------------------------------------------------------------------------------------------------
-# one configuration per run folder, one process at a time (real tiny runs)
-# ---------------------------------------------------------------------------------------------------------
-def _trainings(run_dir: Path) -> int:
-    """How many times the arm trained to its end: the last line each training prints."""
-    return sum(": accuracy " in line for line in (run_dir / "train.log").read_text().splitlines())
-
-
-@pytest.mark.slow
-def test_other_settings_into_the_same_folder_are_one_error_line_and_rerun_sets_the_old_run_aside(runs_dir):
-    arm = runs_dir / "twin" / "c_abstractor-m16-r112-s0-joint"
-    first = grid("--projectors", "c_abstractor", "--tokens", "16", "--name", "twin", "--", *ARM)
-    assert first.returncode == 0, first.stderr[-2000:]
-    stamp = (arm / "results.json").stat().st_mtime_ns
-    other = ["--projectors", "c_abstractor", "--tokens", "16", "--name", "twin", "--", *ARM, "stage.max_steps=4",
-             "stage.lr=1e-3"]
-    second = grid(*other)
-    lines = second.stderr.strip().splitlines()
-    assert second.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), second.stderr
-    assert "stage.max_steps 6 -> 4" in lines[0] and "stage.lr 0.0005 -> 0.001" in lines[0]
-    assert "rerun=true" in lines[0] and "NAME=" in lines[0] and "completed" not in second.stdout
-    assert (arm / "results.json").stat().st_mtime_ns == stamp and _trainings(arm) == 1
-    # make train of the same arm says the same (with its own way out)
-    train = subprocess.run([sys.executable, "-m", "projlab.train", *ARM, "projector=c_abstractor",
-                            "projector.num_visual_tokens=16", "sweep=twin", "stage.max_steps=4", "stage.lr=1e-3"],
-                           capture_output=True, text=True, timeout=300)
-    assert train.returncode == 2 and "stage.max_steps 6 -> 4" in train.stderr and "run_name=" in train.stderr
-    # rerun=true: trained again with the new settings; the first run is kept under replaced/
-    third = grid(*other, "rerun=true")
-    assert third.returncode == 0, third.stderr[-2000:]
-    assert results(arm)["efficiency"]["steps"] == 4 and results(arm)["config"]["full"]["stage"]["lr"] == 1e-3
-    (kept,) = (arm / "replaced").iterdir()
-    assert results(kept)["efficiency"]["steps"] == 6 and (kept / "checkpoints" / "last.ckpt").is_file()
-
-
-@pytest.mark.slow
-def test_resuming_a_checkpoint_of_other_settings_is_refused(runs_dir):
-    base = [sys.executable, "-m", "projlab.train", *ARM, "projector=c_abstractor", "projector.num_visual_tokens=16",
-            "sweep=res"]
-    failed = subprocess.run([*base, "fail_at_step=4"], capture_output=True, text=True, timeout=300)
-    arm = runs_dir / "res" / "c_abstractor-m16-r112-s0-joint"
-    assert failed.returncode == 1 and (arm / "checkpoints" / "last.ckpt").exists()
-    record = (arm / "results.json").read_text()
-    other = subprocess.run([*base, "stage.lr=1e-3"], capture_output=True, text=True, timeout=300)
-    assert other.returncode == 2 and other.stderr.count("error: ") == 1 and "stage.lr 0.0005 -> 0.001" in other.stderr
-    assert (arm / "results.json").read_text() == record  # untouched
-    resumed = subprocess.run(base, capture_output=True, text=True, timeout=300)  # the same settings: resumes
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout
-
-
-@pytest.mark.slow
-def test_two_drivers_at_once_train_each_arm_exactly_once(runs_dir, tmp_path):
-    spec = write_spec(tmp_path / "d.yaml", name="d", projectors=["c_abstractor", "resampler"], tokens=[16],
-                      res=[112], overrides=ARM)
-    cmd = [sys.executable, "-m", "projlab.sweeps.grid", "--spec", str(spec)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=400) for p in procs]
-    assert all(p.returncode in (0, 1) for p in procs), [o[1][-2000:] for o in outs]
-    arms = [runs_dir / "d" / "c_abstractor-m16-r112-s0-joint", runs_dir / "d" / "resampler-m16-r112-s0-joint"]
-    for arm in arms:
-        assert results(arm)["status"] == "completed" and _trainings(arm) == 1, (arm / "train.log").read_text()
-    for out, _ in outs:  # each driver says, for each arm, what it saw at the end: completed, or held by the other
-        for arm in arms:
-            line = [ln for ln in out.splitlines() if f"] {arm.name} ..." in ln][-1]
-            assert "completed" in line or ("skipped:" in line and "in use by pid" in line), line
-    again = grid("--spec", str(spec))
-    assert again.returncode == 0 and again.stdout.count("already done, skipped") == 2
-
-
-@pytest.mark.slow
-def test_a_held_run_folder_is_not_touched_and_a_dead_holders_lock_is_taken_over(runs_dir):
-    from projlab import run_lock
-
-    arm = runs_dir / "lock" / "blind-mall-r112-s0-joint"
-    cmd = [sys.executable, "-m", "projlab.train", *TINY_RUN, "projector=blind", "sweep=lock"]
-    with run_lock.hold(arm):  # this process holds it, as a running arm would
-        busy = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert run_lock.holder(arm).startswith(f"pid {os.getpid()} ")
-    assert busy.returncode == run_lock.BUSY_EXIT and f"in use by pid {os.getpid()} " in busy.stderr
-    assert "Traceback" not in busy.stderr and sorted(p.name for p in arm.iterdir()) == [".lock"]
-    # a holder that died: its line is left in the file, its flock went with it
-    (arm / ".lock").write_text("pid 999999 on elsewhere since 2020-01-01 00:00:00\n")
-    assert run_lock.holder(arm) is None
-    taken = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert taken.returncode == 0, taken.stderr[-2000:]
-    assert "took over the lock of pid 999999 on elsewhere" in taken.stdout and results(arm)["status"] == "completed"
-    assert (arm / ".lock").read_text() == ""  # released
-
-
-@pytest.mark.slow
-def test_a_damaged_results_json_is_named_counted_failed_kept_and_resumed(runs_dir):
-    arm = runs_dir / "dmg" / "blind-mall-r112-s0-joint"
-    assert grid("--projectors", "blind", "--name", "dmg", "--", *TINY_RUN).returncode == 0
-    text = (arm / "results.json").read_text()
-    (arm / "results.json").write_text(text[: len(text) // 2])  # a copy cut short
-    again = grid("--projectors", "blind", "--name", "dmg", "--", *TINY_RUN)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert f"warning: damaged {arm / 'results.json'}" in again.stderr and "counted as failed" in again.stderr
-    assert results(arm)["status"] == "completed" and results(arm)["efficiency"]["resumed_from_step"] == 6
-    (kept,) = arm.glob("results.damaged-*.json")
-    assert kept.read_text() == text[: len(text) // 2]  # nothing written is lost
