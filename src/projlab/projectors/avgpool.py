@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, build_mlp, check_activation
+from projlab.projectors.base import Projector, build_mlp
 from projlab.projectors.registry import register
 
 
@@ -27,11 +27,6 @@ class AvgPoolConfig:
 @register("avgpool", AvgPoolConfig)
 class AvgPoolProjector(Projector):
     token_rule = "square"
-
-    @classmethod
-    def check_config(cls, config: AvgPoolConfig) -> None:
-        super().check_config(config)
-        check_activation(config.activation, cls.registry_name)
 
     def __init__(self, config: AvgPoolConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -116,6 +116,8 @@ class Projector(nn.Module):
         """Reject settings no module can be built from (called by `projector_config`, before any build)."""
         if hasattr(config, "init"):
             check_scheme(config.init, cls.registry_name)
+        if hasattr(config, "activation"):
+            check_activation(config.activation, cls.registry_name)
 
     def initialise(self) -> None:
         """Apply the config's init scheme once every module exists (`build_projector` calls it)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from projlab.projectors.base import Projector, build_mlp, check_activation
+from projlab.projectors.base import Projector, build_mlp
 from projlab.projectors.registry import register
 
 
@@ -24,11 +24,6 @@ class MLPConfig:
 @register("mlp", MLPConfig)
 class MLPProjector(Projector):
     token_rule = "all_patches"
-
-    @classmethod
-    def check_config(cls, config: MLPConfig) -> None:
-        super().check_config(config)
-        check_activation(config.activation, cls.registry_name)
 
     def __init__(self, config: MLPConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

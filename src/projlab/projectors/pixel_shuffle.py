@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, block_sides, build_mlp, check_activation
+from projlab.projectors.base import Projector, block_sides, build_mlp
 from projlab.projectors.registry import register
 
 
@@ -38,11 +38,6 @@ def space_to_depth(x: torch.Tensor, grid: tuple[int, int], r: int) -> torch.Tens
 @register("pixel_shuffle", PixelShuffleConfig)
 class PixelShuffle(Projector):
     token_rule = "blocks"
-
-    @classmethod
-    def check_config(cls, config: PixelShuffleConfig) -> None:
-        super().check_config(config)
-        check_activation(config.activation, cls.registry_name)
 
     def __init__(self, config: PixelShuffleConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, attention_heads, block_sides, build_mlp, check_activation
+from projlab.projectors.base import Projector, attention_heads, block_sides, build_mlp
 from projlab.projectors.pixel_shuffle import space_to_depth
 from projlab.projectors.registry import register
 
@@ -36,11 +36,6 @@ class TokenPackerConfig:
 @register("tokenpacker", TokenPackerConfig)
 class TokenPacker(Projector):
     token_rule = "blocks"
-
-    @classmethod
-    def check_config(cls, config: TokenPackerConfig) -> None:
-        super().check_config(config)
-        check_activation(config.activation, cls.registry_name)
 
     def __init__(self, config: TokenPackerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)
