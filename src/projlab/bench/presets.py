@@ -98,10 +98,11 @@ def preset_overrides(name: str) -> list[str]:
 
 
 def load_backbones(name: str) -> Backbones:
-    """The preset's tower and LLM, loaded as `projlab.train.build_model` loads them."""
+    """The preset's tower and LLM, loaded as `projlab.train.build_model` loads them (attention included)."""
     cfg = load_config(preset_overrides(name))
     vision_path, llm_path = backbone_paths(cfg)
     vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution,
                          image_aspect=cfg.vision.image_aspect)
     dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
-    return Backbones(name, cfg, vision, LanguageModel(llm_path, dtype=dtype))
+    return Backbones(name, cfg, vision, LanguageModel(
+        llm_path, dtype=dtype, attn_implementation=cfg.llm.get("attn_implementation")))
