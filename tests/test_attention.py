@@ -17,7 +17,8 @@ class _AttentionDtypes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if "scaled_dot_product" in str(func):
-            self.seen.append((str(func), {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}))
+            floats = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
+            self.seen.append((str(func), floats))
         return func(*args, **(kwargs or {}))
 
 
