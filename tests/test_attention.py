@@ -43,7 +43,7 @@ def test_under_cpu_bf16_autocast_the_attention_kernels_see_float32_only():
         out.loss.backward()
     assert [name for name, _ in record.seen if "backward" in name], "no SDPA backward kernel ran"
     assert all(dtypes == {torch.float32} for _, dtypes in record.seen), record.seen
-    assert out.logits.dtype in (torch.bfloat16, torch.float32) and torch.isfinite(out.loss)
+    assert torch.isfinite(out.loss)
 
 
 def test_outside_autocast_it_is_transformers_sdpa_unchanged():

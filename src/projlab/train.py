@@ -65,7 +65,8 @@ def backbone_paths(cfg: DictConfig) -> tuple[str, str]:
     return vision, llm
 
 
-def build_model(cfg: DictConfig) -> MLLM:
+def build_backbones(cfg: DictConfig) -> tuple[VisionTower, LanguageModel]:
+    """The run's tower and LLM as `cfg` sets them (the bench loads its presets through this too)."""
     vision_path, llm_path = backbone_paths(cfg)
     vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution, cfg.vision.feature_dtype,
                          cfg.vision.image_aspect)
@@ -73,6 +74,11 @@ def build_model(cfg: DictConfig) -> MLLM:
     llm = LanguageModel(llm_path, dtype=dtype, attn_implementation=cfg.llm.get("attn_implementation"))
     if cfg.llm.gradient_checkpointing:
         llm.model.gradient_checkpointing_enable()
+    return vision, llm
+
+
+def build_model(cfg: DictConfig) -> MLLM:
+    vision, llm = build_backbones(cfg)
     # seeded here, after the backbones: building a preset the first time must not shift the projector's init
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     return MLLM(vision, llm, cfg.projector.name, projector_knobs(cfg), cfg.feature_norm)

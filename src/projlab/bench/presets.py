@@ -23,7 +23,7 @@ from projlab.config import load_config
 from projlab.models.language import LanguageModel
 from projlab.models.presets import build_tokenizer
 from projlab.models.vision import VisionTower
-from projlab.train import backbone_paths
+from projlab.train import build_backbones
 
 MID_VISION: dict[str, Any] = dict(
     hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
@@ -98,11 +98,6 @@ def preset_overrides(name: str) -> list[str]:
 
 
 def load_backbones(name: str) -> Backbones:
-    """The preset's tower and LLM, loaded as `projlab.train.build_model` loads them (attention included)."""
+    """The preset's tower and LLM, loaded by the function `projlab.train.build_model` loads them with."""
     cfg = load_config(preset_overrides(name))
-    vision_path, llm_path = backbone_paths(cfg)
-    vision = VisionTower(vision_path, cfg.vision.feature_layer, cfg.vision.resolution,
-                         image_aspect=cfg.vision.image_aspect)
-    dtype = getattr(torch, cfg.llm.dtype) if cfg.llm.dtype else None
-    return Backbones(name, cfg, vision, LanguageModel(
-        llm_path, dtype=dtype, attn_implementation=cfg.llm.get("attn_implementation")))
+    return Backbones(name, cfg, *build_backbones(cfg))

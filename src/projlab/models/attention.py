@@ -23,10 +23,10 @@ NAME = "sdpa_cpu_fp32"
 def sdpa_cpu_fp32(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                   attention_mask: torch.Tensor | None, **kwargs):
     """query, key, value (B, heads, T, head_dim) -> (attention output (B, T, heads, head_dim), None)."""
-    autocast = query.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+    autocast = torch.is_autocast_enabled("cpu")
     if query.device.type != "cpu" or (query.dtype == torch.float32 and not autocast):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    dtype = torch.get_autocast_dtype("cpu") if autocast else query.dtype
+    dtype = torch.get_autocast_dtype("cpu") if autocast else query.dtype  # what SDPA would have returned
     with torch.autocast("cpu", enabled=False):
         out, weights = sdpa_attention_forward(
             module, query.float(), key.float(), value.float(), attention_mask, **kwargs
