@@ -21,19 +21,27 @@ from projlab.models.vision import VisionTower
 BATCH = 64
 
 
+# (file, size, mtime) of a tower's weight files -> their hash: a process that builds several runs (a test, a
+# notebook) reads a 1.2 GB tower once, not once per run and split; a rewritten file has a new mtime
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def weights_fingerprint(name_or_path: str) -> str:
     """Hash of the tower's weight files (a hub name hashes its name: its files are immutable by revision)."""
     path = Path(name_or_path)
-    h = hashlib.sha256()
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
-    for f in files:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
     if not files:
-        h.update(name_or_path.encode())
-    return h.hexdigest()
+        return hashlib.sha256(name_or_path.encode()).hexdigest()
+    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        _FINGERPRINTS[key] = h.hexdigest()
+    return _FINGERPRINTS[key]
 
 
 def cache_key(tower: VisionTower, data_signature: str) -> str:
