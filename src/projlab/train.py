@@ -39,6 +39,7 @@ from projlab.results import read_results, write_results  # noqa: E402
 from projlab.run_folder import CONFIG_FILE, check_config, set_aside  # noqa: E402
 from projlab.schema import checkpoint_path  # noqa: E402
 from projlab.training.callbacks import EfficiencyMonitor, ProgressFile, progress_bar  # noqa: E402
+from projlab.training.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from projlab.training.datamodule import QADataModule  # noqa: E402
 from projlab.training.efficiency import model_efficiency  # noqa: E402
 from projlab.training.hparams_session import write_session  # noqa: E402
@@ -248,6 +249,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
         strategy=strategy,
+        plugins=[AtomicCheckpointIO()],
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         logger=logger,
         callbacks=callbacks,
