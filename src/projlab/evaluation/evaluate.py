@@ -12,10 +12,12 @@ else kept) with the mode as `answered_by`, the predictions beside it.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from projlab.cli import ArgumentParser, positive_int
 from projlab.console import quiet_third_party
@@ -31,6 +33,16 @@ from projlab.results import read_results, update_results
 MODES = ("likelihood", "generate")  # how a question is answered: option likelihood, or text written out
 
 
+def visual_tokens_once(model, images: list[Image.Image]) -> torch.Tensor:
+    """Visual tokens (B, M, C_llm) of `images`, the tower and projector run once per distinct image: the
+    circular copies of an MMBench question share theirs (a quarter of the tower's work at four options)."""
+    keys = [(im.mode, im.size, hashlib.sha1(im.tobytes()).digest()) for im in images]
+    first: dict[tuple, int] = {}
+    rows = [first.setdefault(k, len(first)) for k in keys]
+    unique = [images[keys.index(k)] for k in first]
+    return model.visual_tokens(model.vision(model.vision.preprocess(unique)))[torch.tensor(rows)]
+
+
 @torch.no_grad()
 def answer(module, processor, records, batch_size: int = 16) -> dict[str, str]:
     """{record id: chosen option key} for `records` (each with .question, .options and .image())."""
@@ -38,10 +50,7 @@ def answer(module, processor, records, batch_size: int = 16) -> dict[str, str]:
     preds: dict[str, str] = {}
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        visual = None
-        if model.num_visual_tokens:
-            pixels = model.vision.preprocess([r.image() for r in chunk])
-            visual = model.visual_tokens(model.vision(pixels))
+        visual = visual_tokens_once(model, [r.image() for r in chunk]) if model.num_visual_tokens else None
         batch = option_batch(chunk, processor)
         out = model(batch["input_ids"], batch["attention_mask"],
                     visual=visual[batch["group"]] if visual is not None else None)
