@@ -22,7 +22,7 @@ from projlab.config import load_config, projector_knobs
 from projlab.data.prompt import TextProcessor
 from projlab.data.sources import SpatialSource
 from projlab.models.mllm import MLLM
-from projlab.projectors.accounting import count_parameters, projector_flops
+from projlab.projectors.accounting import count_parameters, mfu, projector_flops, training_flops
 from projlab.projectors.registry import projector_class
 from projlab.training.datamodule import collate_train_examples
 from projlab.training.efficiency import llm_forward_flops
@@ -141,7 +141,7 @@ class Arm:
 def _roofline(flops: dict[str, int], seconds: dict[str, float], peak_gflops: float | None) -> dict:
     """Achieved GFLOP/s of each part (3 x its forward FLOPs: backward counted as twice the forward) and the
     fraction of the measured matmul peak of the precision it ran in."""
-    achieved = {k: 3 * flops[k] / seconds[k] / 1e9 for k in flops}
+    achieved = {k: training_flops(flops[k]) / seconds[k] / 1e9 for k in flops}
     return {"achieved_gflops": achieved,
             "fraction_of_peak": {k: v / peak_gflops for k, v in achieved.items()} if peak_gflops else None}
 
@@ -174,7 +174,7 @@ def bench_arms(
         step = summary(step_times[label])
         m, b = arm.model.num_visual_tokens, arm.batch_size
         fwd = arm.step_forward_flops()
-        achieved = 3 * fwd / step["median"]
+        achieved = training_flops(fwd) / step["median"]
         parts = {"projector": projector_flops(arm.model.projector) * b, "llm": arm.llm_forward_flops(), "step": fwd}
         medians = {"projector": summary(proj_times[label])["median"], "llm": summary(llm_times[label])["median"],
                    "step": step["median"]}
@@ -202,6 +202,6 @@ def bench_arms(
             "peak_memory_mb": memory[label],
             "ratio_to_linear": {"projector": summary(proj_ratio[label]), "step": summary(step_ratio[label])},
             "achieved_tflops": achieved / 1e12,
-            "mfu": achieved / (peak_tflops * 1e12) if peak_tflops else None,
+            "mfu": mfu(fwd, step["median"], peak_tflops) if peak_tflops else None,
         })
     return records

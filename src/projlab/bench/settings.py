@@ -8,13 +8,14 @@ from pathlib import Path
 
 import torch
 
+from projlab.bench.cards import BF16_DENSE_TFLOPS
 from projlab.bench.presets import MID_LLM, MID_VISION, PRESETS
 from projlab.cli import ArgumentParser, positive_int
 from projlab.errors import UserError
 from projlab.models.presets import TINY_LLM, TINY_VISION
 from projlab.training.precision import resolve_precision
 
-PEAK_TFLOPS_H100_BF16 = 989.0  # dense bf16 tensor-core peak of an H100 SXM
+PEAK_TFLOPS_H100_BF16 = BF16_DENSE_TFLOPS["H100"]  # dense bf16 tensor-core peak of an H100 SXM
 
 
 @dataclass

@@ -95,3 +95,20 @@ def projector_flops(projector: nn.Module, batch: int = 1) -> int:
         cpu_copy = copy.deepcopy(projector).to_empty(device="cpu")
         total = _forward_flops(cpu_copy, batch, torch.device("cpu"), dtype)
     return total // batch
+
+
+# A training step's FLOPs from its forward's: the backward computes the gradients of the inputs and of the
+# weights, each a product the size of the forward's (the convention MFU is quoted in; recomputation that
+# activation checkpointing adds is hardware work, not counted)
+BACKWARD_FACTOR = 2
+
+
+def training_flops(forward: int) -> int:
+    """FLOPs of a training step whose forward counts `forward` FLOPs (`forward_flops`)."""
+    return (1 + BACKWARD_FACTOR) * forward
+
+
+def mfu(forward: int, seconds: float, peak_tflops: float) -> float:
+    """Model FLOP utilisation of a training step: its FLOPs (`training_flops`) per second, over the device's
+    peak FLOP/s."""
+    return training_flops(forward) / seconds / (peak_tflops * 1e12)
