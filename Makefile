@@ -22,10 +22,10 @@ JOBS ?=
 comma := ,
 opt = $(if $(2),$(1)=$(2),)
 
-.PHONY: install test test-fast train sweep search calibrate figures reproduce bench eval chat clean help
+.PHONY: install test test-fast train sweep search calibrate figures reproduce bench bench-gpu eval chat clean help
 
 help:
-	@echo "make reproduce | test | train | sweep | search | calibrate | figures | bench | eval | chat"
+	@echo "make reproduce | test | train | sweep | search | calibrate | figures | bench | bench-gpu | eval | chat"
 
 # A venv with the exact versions of requirements.lock; re-runs only when the lock or pyproject changes.
 install: $(STAMP)
@@ -84,6 +84,12 @@ reproduce: install
 
 bench: install
 	$(PY) -m projlab.bench $(ARGS)
+
+# The paper configuration's training step on one GPU (CLIP ViT-L/14-336 + Vicuna-7B with random weights,
+# C-Abstractor M=144, stage 2, FSDP2 in bf16): tokens/s, memory, MFU -> bench/gpu.json, bench/gpu.md
+# ARGS="--layers 16 --batch-size 2 --steps 5" where memory or time is short; refuses without CUDA
+bench-gpu: install
+	$(PY) -m projlab.bench.gpu $(ARGS)
 
 # Score a run on a benchmark file: make eval CKPT=runs/x/arm BENCH=mmbench DATA=path/to/file.tsv
 # MODE=likelihood (option scores, the default) | generate (answers written out, read as text)
