@@ -21,10 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built here: never wait on a hub
 
-from projlab.cli import ArgumentParser, positive_int
-from projlab.errors import UserError, exit_on_user_error
+import torch  # noqa: E402
+
+from projlab.cli import ArgumentParser, positive_int  # noqa: E402
+from projlab.errors import UserError, exit_on_user_error  # noqa: E402
 
 # stage 2 from a random projector rather than a stage-1 checkpoint: a step costs the same
 STAGE = ["experiment=paper_stage2", "stage.requires_init=false", "vision=clip_l14_336", "projector=c_abstractor",
@@ -101,7 +103,7 @@ def _backbones(folder: Path, layers: int | None) -> tuple[str, str]:
     from projlab.models.paper_backbones import save_random_llm, save_random_tower
     from projlab.models.presets import build_tokenizer, tiny_words
 
-    vision, llm = folder / "vision", folder / "llm"
+    vision, llm = folder / "vision", folder / f"llm-{layers or 'all'}-layers"  # a reused --workdir: one per cut
     if not (vision / "config.json").exists():
         save_random_tower(vision)
     if not (llm / "config.json").exists():
