@@ -76,7 +76,7 @@ def reg_stage(depth: int, in_dim: int, out_dim: int, se_ratio: float) -> nn.Sequ
 @register("c_abstractor", CAbstractorConfig)
 class CAbstractor(Projector):
     token_rule = "square"
-    source = "Honeybee (arXiv 2312.06742), kakaobrain/honeybee"
+    source = "Honeybee (arXiv 2312.06742)"
 
     def __init__(self, config: CAbstractorConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -33,7 +33,7 @@ class ElasticCAbstractorConfig(CAbstractorConfig):
 @register("c_abstractor_elastic", ElasticCAbstractorConfig)
 class ElasticCAbstractor(CAbstractor):
     token_rule = "set"
-    source = "Honeybee's C-Abstractor, pooling grid drawn per step (Matryoshka Multimodal Models, arXiv 2405.17430)"
+    source = "Honeybee's C-Abstractor; token counts nested as Matryoshka Multimodal Models (arXiv 2405.17430)"
 
     @classmethod
     def served_tokens(cls, config: Any, grid: tuple[int, int]) -> tuple[int, ...]:
