@@ -29,6 +29,7 @@ N = GRID[0] * GRID[1]
 # depth knobs small, heads dividing 32
 TINY_KNOBS = {
     "c_abstractor": {"depth": 1},
+    "c_abstractor_elastic": {"depth": 1},
     "d_abstractor": {"depth": 1, "num_heads": 4},
     "resampler": {"depth": 1, "num_heads": 4},
     "qformer": {"depth": 1, "num_heads": 4},
@@ -49,6 +50,8 @@ def _cases() -> list[tuple[str, int | None]]:
             cases += [(name, m) for m in (64, 144, 256)]
         elif rule == "blocks":
             cases += [(name, m) for m in (16, 64, 256)]  # r = 4, 2, 1 on the 16x16 grid
+        elif rule == "set":
+            cases += [(name, m) for m in (16, 64, 144)]  # built at each M of the default token set
         elif rule == "all_patches":
             cases.append((name, None))  # M = N: no token request
         elif rule == "none":

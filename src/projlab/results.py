@@ -11,7 +11,8 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
         "projector": "c_abstractor", "num_visual_tokens": 144,   # M as built (derived by the projector)
         "resolution": 112, "grid": [16, 16], "image_aspect": "resize", "seed": 0, "preset": "tiny", "stage": "joint",
         "feature_layer": -1, "feature_norm": "standardize", "max_steps": 2100, "batch_size": 32,
-        "world_size": 1, "eval_batch_size": 64, "full": {...resolved Hydra config...}
+        "world_size": 1, "eval_batch_size": 64, "token_set": [144],   # every M it serves (elastic: several)
+        "full": {...resolved Hydra config...}
       },
       "efficiency": {
         "params_total": int, "params_trainable": int, "projector_params": int,
@@ -19,14 +20,20 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
         "llm_seq_len": int, "step_time_s": float (median), "samples_per_s": float,
         "visual_tokens_per_s": float, "peak_tensor_mb": float (the model's: weights, gradients, optimiser
         state, activations), "peak_rss_mb": float (the process's), "cpu_threads": int, "steps": int,
-        "wall_time_s": float
+        "wall_time_s": float,
+        "by_tokens": {"<M>": {"projector_flops", "llm_seq_len", "llm_flops"}}   # elastic runs only
       },
       "metrics": {
         "accuracy": float, "n": int,
         "per_category": {"<category>": {"accuracy": float, "n": int}, ...},
         "predicted_histogram": {"A": int, ...},
         "train_loss_final": float,
-        "benchmarks": {"<bench name>": {...scores written by `make eval`, "answered_by": "likelihood" | "generate"}}
+        "locality": null | {"norm_ratio", "vision_norm", "text_norm", "knn_overlap", "knn_chance", "knn_k",
+                            "images"},               # projlab.evaluation.locality, at the arm's M
+        "by_tokens": {"<M>": {"accuracy", "n", "loss", "per_category", "locality"}},   # elastic runs only: the
+                                                     # test at every M of config.token_set
+        "benchmarks": {"<bench name>": {...scores written by `make eval`, "answered_by": "likelihood" | "generate",
+                                        "by_tokens": {"<M>": {...}} for an elastic run}}
       }
     }
 """

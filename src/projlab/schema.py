@@ -333,7 +333,12 @@ def _value(cfg: DictConfig, key: str) -> Any:
 # ---- settings whose rules live elsewhere: the projector's dataclass, the tower, a checkpoint ---------
 def _knob_check(hint: Any) -> Check:
     """The check for one field of a projector's config dataclass, from its type: integers >= 1 (a 0 would
-    read as "unset" where a knob derives its value when it is None), numbers >= 0."""
+    read as "unset" where a knob derives its value when it is None), numbers >= 0, a list of such integers
+    (an elastic projector's token set)."""
+    if typing.get_origin(hint) is list:
+        each = integer(1)
+        return lambda v: None if isinstance(v, list) and v and not any(map(each, v)) else \
+            "must be a non-empty list of integers >= 1"
     args = set(typing.get_args(hint)) or {hint}
     null = type(None) in args
     if int in args:
@@ -408,9 +413,14 @@ def visual_tokens(cfg: DictConfig) -> int:
     cannot make the count asked for."""
     from projlab.projectors.registry import projector_class
 
+    from projlab.config import projector_knobs
+    from projlab.projectors.registry import projector_config
+
     side = cfg.vision.resolution // tower_geometry(cfg.vision.name_or_path)[0]
     cls = projector_class(cfg.projector.name)
-    return cls.resolve_num_visual_tokens(cfg.projector.get("num_visual_tokens"), (side, side))
+    m = cls.resolve_num_visual_tokens(cfg.projector.get("num_visual_tokens"), (side, side))
+    cls.served_tokens(projector_config(cfg.projector.name, projector_knobs(cfg)), (side, side))  # an elastic set
+    return m
 
 
 def checkpoint_path(init_from: str) -> Path:

@@ -30,6 +30,7 @@ from projlab.config import load_config, projector_knobs, run_name  # noqa: E402
 from projlab.data.prompt import TextProcessor  # noqa: E402
 from projlab.data.sources import LlavaSource, SpatialSource  # noqa: E402
 from projlab.errors import UserError, exit_on_user_error  # noqa: E402
+from projlab.evaluation.each_m import is_elastic, test_each_m  # noqa: E402
 from projlab.io import atomic_write  # noqa: E402
 from projlab.models.language import LanguageModel  # noqa: E402
 from projlab.models.mllm import MLLM  # noqa: E402
@@ -134,6 +135,7 @@ def summary_config(cfg: DictConfig, model: MLLM, world_size: int) -> dict:
         "eval_batch_size": cfg.eval.batch_size,
         "sweep": cfg.sweep,
         "control": "scrambled" if cfg.data.get("scramble") else None,
+        "token_set": list(model.projector.token_set),  # every M it serves: [M], or an elastic projector's set
         # every knob of the projector as built, the dataclass defaults the yaml leaves out included (init...)
         "projector_settings": dataclasses.asdict(model.projector.config),
         "full": OmegaConf.to_container(cfg, resolve=True),
@@ -207,6 +209,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         cfg.eval.batch_size, cfg.seed, stage.max_steps, cfg.trainer.num_workers,
         warmup_categories=tuple(cfg.data.get("warmup_categories") or ()),
         warmup_steps=int(cfg.data.get("warmup_steps") or 0),
+        token_set=model.projector.token_set,  # an elastic projector: each step draws its M from the set
     )
     t_data = time.perf_counter()
     dm.setup()
@@ -271,8 +274,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     wall = time.perf_counter() - t0
-    if "test" in dm.sources:
-        trainer.test(module, datamodule=dm, verbose=False)
+    # the locality diagnostics on rank 0, not under FSDP (only a forward of every rank gathers its shards)
+    diagnose = trainer.global_rank == 0 and cfg.trainer.strategy != "fsdp"
+    by_m = test_each_m(trainer, module, dm, processor, diagnose) if "test" in dm.sources else {}
     if trainer.global_rank != 0:
         return {}
     test = module.last_test if "test" in dm.sources else module.last_val
@@ -308,6 +312,10 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             "val": getattr(module, "last_val", None),
         },
     }
+    if by_m:
+        record["metrics"]["locality"] = by_m[model.num_visual_tokens]["locality"]
+    if is_elastic(model.projector):  # scored at every M of its set: the curve of one run
+        record["metrics"]["by_tokens"] = {str(m): scores for m, scores in by_m.items()}
     from projlab.io import write_json
 
     write_json(run_dir / "predictions_test.json", module.test_predictions)

@@ -25,7 +25,7 @@ CONTROL_PROJECTORS = ("blind", "shuffle", "scrambled")
 # Registry names in the order tables list them (figures.PALETTE gives each its colour).
 PROJECTORS = (
     "linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor",
-    "avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver",
+    "avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver", "c_abstractor_elastic",
     "blind", "shuffle", "scrambled",
 )
 DEFAULT_TAGS = ("val/acc", *(f"val/acc_{c}" for c in CATEGORIES))
@@ -35,9 +35,12 @@ EFFICIENCY_KEYS = (
     "steps", "wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_tensor_mb", "peak_rss_mb",
     "projector_params", "projector_flops", "params_trainable", "llm_seq_len",
 )
+LOCALITY_KEYS = ("norm_ratio", "knn_overlap", "knn_chance")  # metrics.locality (projlab.evaluation.locality)
 RUN_COLUMNS = (
     "sweep", "arm", "status", "error", *CONFIG_KEYS, "llm", *EFFICIENCY_KEYS, "accuracy", "n", "train_loss_final",
+    *LOCALITY_KEYS,
 )
+RAW_COLUMNS = ("benchmarks", "by_tokens")  # dicts as results.json holds them (None where absent)
 _ARM_NAME = re.compile(r"^(?P<projector>.+)-m(?P<tokens>\d+|all)-r(?P<res>\d+)-s(?P<seed>\d+)-(?P<stage>[^-]+)$")
 
 
@@ -79,10 +82,12 @@ def run_row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     row["llm"] = ((config.get("full") or {}).get("llm") or {}).get("name_or_path")
     row.update({key: eff.get(key) for key in EFFICIENCY_KEYS})
     row.update(accuracy=metrics.get("accuracy"), n=metrics.get("n"), train_loss_final=metrics.get("train_loss_final"))
+    row.update({key: (metrics.get("locality") or {}).get(key) for key in LOCALITY_KEYS})
     for cat, values in (metrics.get("per_category") or {}).items():
         row[f"acc_{cat}"] = values.get("accuracy")
         row[f"n_{cat}"] = values.get("n")
     row["benchmarks"] = metrics.get("benchmarks") or None
+    row["by_tokens"] = metrics.get("by_tokens") or None
     return row
 
 
@@ -98,23 +103,52 @@ def categories(runs: pd.DataFrame) -> list[str]:
 
 def collect_runs(runs_root: str | Path, sweep: str | None = None) -> pd.DataFrame:
     """One row per run folder with a results.json (any status); columns in RUN_COLUMNS, then acc_<cat>, n_<cat>
-    for every category present, then `benchmarks` (the raw dict of `make eval` scores, or None)."""
+    for every category present, then `benchmarks` (the raw dict of `make eval` scores, or None) and
+    `by_tokens` (an elastic run's scores at every M of its set, or None: `token_points` spreads them)."""
     rows = [run_row(d, r) for d in run_dirs(runs_root, sweep) if (r := read_results(d)) is not None]
-    df = pd.DataFrame(rows, columns=None if rows else [*RUN_COLUMNS, "benchmarks"])
+    df = pd.DataFrame(rows, columns=None if rows else [*RUN_COLUMNS, *RAW_COLUMNS])
     for col in RUN_COLUMNS:
         if col not in df:
             df[col] = None
     cats = categories(df)
-    ordered = [*RUN_COLUMNS, *(f"{p}_{c}" for c in cats for p in ("acc", "n")), "benchmarks"]
+    ordered = [*RUN_COLUMNS, *(f"{p}_{c}" for c in cats for p in ("acc", "n")), *RAW_COLUMNS]
     df = df[ordered]
     for col in ("num_visual_tokens", "resolution", "seed", "steps", "n", "llm_seq_len",
                 "projector_params", "projector_flops", "params_trainable", *(f"n_{c}" for c in cats)):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     for col in ("wall_time_s", "step_time_s", "samples_per_s", "visual_tokens_per_s", "peak_tensor_mb", "peak_rss_mb",
-                "accuracy", "train_loss_final", *(f"acc_{c}" for c in cats)):
+                "accuracy", "train_loss_final", *LOCALITY_KEYS, *(f"acc_{c}" for c in cats)):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     return df.sort_values(["sweep", "projector", "num_visual_tokens", "resolution", "seed", "arm"],
                           na_position="last").reset_index(drop=True)
+
+
+def token_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs as points of an accuracy-vs-tokens curve: one row per run at its M, and for an elastic
+    run (`by_tokens` in its results) one row per M of its set, with that M's accuracy, per-category accuracy and
+    locality. Columns: those of `runs` but the raw dicts, and `elastic` (the row comes from a run that serves
+    several M with one set of weights)."""
+    keep = [c for c in runs.columns if c not in RAW_COLUMNS]
+    rows = []
+    for _, run in runs[runs["status"] == "completed"].iterrows():
+        base = {c: run[c] for c in keep}
+        if not isinstance(run.get("by_tokens"), dict):
+            rows.append({**base, "elastic": False})
+            continue
+        for m, scores in run["by_tokens"].items():
+            point = {**base, "num_visual_tokens": int(m), "accuracy": scores.get("accuracy"), "n": scores.get("n"),
+                     "elastic": True}
+            point.update({key: (scores.get("locality") or {}).get(key) for key in LOCALITY_KEYS})
+            for cat in categories(runs):
+                point[f"acc_{cat}"] = (scores.get("per_category") or {}).get(cat, {}).get("accuracy")
+                point[f"n_{cat}"] = (scores.get("per_category") or {}).get(cat, {}).get("n")
+            rows.append(point)
+    out = pd.DataFrame(rows, columns=[*keep, "elastic"])
+    for col in ("accuracy", *LOCALITY_KEYS, *(f"acc_{c}" for c in categories(runs))):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    out["num_visual_tokens"] = pd.to_numeric(out["num_visual_tokens"], errors="coerce").astype("Int64")
+    out["elastic"] = out["elastic"].astype(bool)
+    return out.reset_index(drop=True)
 
 
 def collect_sweep(runs_root: str | Path, sweep: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from projlab.analysis.collect import CATEGORIES, PROJECTORS, SPATIAL, categories  # noqa: E402
+from projlab.analysis.collect import CATEGORIES, PROJECTORS, SPATIAL, categories, token_points  # noqa: E402
 
 # seaborn's colour-blind palette, one fixed colour per registry name (its last colour and seaborn's "dark"
 # palette for the projectors beyond Honeybee's); the controls in greys/light blue.
@@ -30,6 +30,7 @@ PALETTE: dict[str, str] = {
     "pixel_shuffle": "#12711C",
     "tokenpacker": "#8C0800",
     "perceiver": "#591E71",
+    "c_abstractor_elastic": "#7D3C98",
     "blind": "#949494",
     "shuffle": "#56B4E9",
     "scrambled": "#FBAFE4",
@@ -81,22 +82,29 @@ def per_arm(runs: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 def _errorbar(ax, x, y, xerr, yerr, projector: str, label: str | None, **kw) -> None:
     xerr = xerr if xerr is not None and pd.notna(xerr).any() else None
     yerr = yerr if yerr is not None and pd.notna(yerr).any() else None
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, color=colour(projector), label=label, capsize=3, marker="o", **kw)
+    kw.setdefault("marker", "o")
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, color=colour(projector), label=label, capsize=3, **kw)
 
 
 # ---- accuracy vs number of visual tokens ---------------------------------------------------------
 def accuracy_vs_tokens(runs: pd.DataFrame, out_dir: str | Path, name: str = "accuracy_vs_tokens") -> list[Path]:
-    """Test accuracy against M per projector, log2 x axis; the blind control (M = 0) as a dashed line."""
-    arms = per_arm(runs, ("accuracy",))
+    """Test accuracy against M per projector, log2 x axis; the blind control (M = 0) as a dashed line. An
+    elastic projector's curve (one run per seed, scored at every M of its set: `collect.token_points`) is
+    drawn dashed with square markers, beside the separately trained arms."""
+    points = token_points(runs)
+    arms = per_arm(points, ("accuracy",))
     if arms.empty:
         return []
+    elastic = set(points.loc[points["elastic"], "projector"])
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for p in projector_order(arms["projector"]):
         a = arms[arms["projector"] == p].sort_values("num_visual_tokens")
         with_tokens = a[a["num_visual_tokens"] > 0]
         if not with_tokens.empty:
+            style = {"linestyle": "--", "marker": "s"} if p in elastic else {}
+            label = f"{p} (one run per seed, every M)" if p in elastic else p
             _errorbar(ax, with_tokens["num_visual_tokens"], 100 * with_tokens["accuracy_mean"],
-                      None, 100 * with_tokens["accuracy_std"], p, p)
+                      None, 100 * with_tokens["accuracy_std"], p, label, **style)
         if (a["num_visual_tokens"] == 0).any():
             ax.axhline(100 * a.loc[a["num_visual_tokens"] == 0, "accuracy_mean"].mean(), color=colour(p),
                        linestyle="--", label=f"{p} (no visual tokens)")

@@ -4,17 +4,20 @@
 - `spatial_table`: accuracy per category at matched M, spatial tasks apart from the controls, best marked,
   and an "ignores image" flag against the blind control.
 - `significance_table`: paired tests between projectors at the same M on the spatial tasks (`stats`).
+- `locality_table`: the vision/text norm ratio and the kNN overlap before and after the projector per arm.
 Every arm appears, whatever its status: a failed arm shows as failed, never dropped.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from projlab.analysis.collect import CONTROLS, PIXEL, PROJECTORS, SPATIAL, categories
+from projlab.analysis.collect import CONTROLS, PIXEL, PROJECTORS, SPATIAL, categories, token_points
 from projlab.analysis.render import DASH, Table, count, missing, num, pm
 from projlab.analysis.stats import ALPHA, mean_std
+from projlab.evaluation.locality import K as KNN_K
 
 ARM_KEYS = ["projector", "num_visual_tokens", "resolution", "stage"]
+ELASTIC_MARK = " (elastic)"  # how a table names an elastic run's point at one M of its set
 LOSS_TOLERANCE = 0.02  # relative: final train loss within 2% of (or above) blind's = the image is ignored
 
 
@@ -201,3 +204,35 @@ def significance_table(sig: pd.DataFrame, name: str = "significance", alpha: flo
                f"pairing by question id within a seed, seeds pooled; alpha = {alpha}. A difference is called only "
                f"when p < {alpha}; the interval is a paired bootstrap over questions (10,000 resamples).")
     return Table(name, caption, pd.DataFrame(display), sig.reset_index(drop=True))
+
+
+# ---- (e) locality diagnostics --------------------------------------------------------------------------
+def locality_table(runs: pd.DataFrame, name: str = "locality") -> Table:
+    """Per arm (an elastic arm once per M of its set): the vision/text norm ratio at the LLM input and the kNN
+    overlap of patch features before and after the projector (`projlab.evaluation.locality`), beside accuracy."""
+    points = token_points(runs)
+    display, data = [], []
+    for key, group in arm_groups(points.assign(projector=points["projector"].where(
+            ~points["elastic"], points["projector"] + ELASTIC_MARK))):
+        ratio, ratio_sd, _ = mean_std(group["norm_ratio"])
+        seeds = len(group)
+        overlap, overlap_sd, _ = mean_std(group["knn_overlap"])
+        chance, _, _ = mean_std(group["knn_chance"])
+        acc, acc_sd, _ = mean_std(group["accuracy"])
+        data.append({**key, "norm_ratio": ratio, "norm_ratio_std": ratio_sd, "knn_overlap": overlap,
+                     "knn_overlap_std": overlap_sd, "knn_chance": chance, "accuracy": acc, "seeds": seeds})
+        display.append({
+            "projector": key["projector"], "M": _tokens(key["num_visual_tokens"]),
+            "resolution (px)": _tokens(key["resolution"]),
+            "norm ratio (vision / text)": pm(ratio, ratio_sd, scale=1.0, digits=3),
+            f"kNN overlap (k = {KNN_K})": pm(overlap, overlap_sd, scale=1.0, digits=3),
+            "chance": num(chance), "accuracy (%)": pm(acc, acc_sd), "seeds": str(seeds),
+        })
+    caption = (f"Locality diagnostics per arm on the test split's first evaluation batch, mean ± sample std over "
+               f"completed seeds. Norm ratio: mean L2 norm of the visual tokens at the LLM input over that of the "
+               f"LLM's text-token embeddings in the same sequences. kNN overlap: for each output token, the share of "
+               f"its {KNN_K} nearest other output tokens (cosine) that are also the {KNN_K} nearest of its input "
+               f"cell (the patch features average-pooled to the output grid; learned queries are set against the "
+               f"cells in order); 1 = neighbourhoods kept, chance = k / (M − 1). {ELASTIC_MARK.strip()}: one run "
+               f"per seed scored at every M of its set.")
+    return Table(name, caption, pd.DataFrame(display), _ints(pd.DataFrame(data)))

@@ -23,33 +23,42 @@ from projlab.data.prompt import TextProcessor
 from projlab.data.sources import SpatialSource
 from projlab.models.mllm import MLLM
 from projlab.projectors.accounting import count_parameters, mfu, projector_flops, training_flops
+from projlab.projectors.base import block_sides
 from projlab.projectors.registry import projector_class
 from projlab.training.datamodule import collate_train_examples
 from projlab.training.efficiency import llm_forward_flops
 from projlab.training.module import MLLMModule, StageConfig
 
-# The arms of Honeybee's study, which the bench is sized to time within its budget; the other registered
-# projectors' parameters and FLOPs are in `python -m projlab.projectors --table`.
-PROJECTORS = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
+# The arms of Honeybee's study, then the connectors that came after it. The elastic C-Abstractor is left out:
+# at each M it runs c_abstractor's network (the same modules, pooled to that M), so its cost is that arm's.
+HONEYBEE = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
+PROJECTORS = (*HONEYBEE, "avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver")
 REFERENCE = "linear"
 
 
 @dataclass(frozen=True)
 class ArmSpec:
     projector: str
-    tokens: int | None  # None: the projector keeps every patch (M = N)
+    tokens: int | None  # None: the projector's own M (every patch, M = N; a block projector's r = 2, N / 4)
 
     @property
     def label(self) -> str:
-        return f"{self.projector} M={'N' if self.tokens is None else self.tokens}"
+        unset = "N" if projector_class(self.projector).token_rule == "all_patches" else "N/4"
+        return f"{self.projector} M={unset if self.tokens is None else self.tokens}"
 
 
-def arm_specs(tokens: tuple[int, ...], projectors: tuple[str, ...] = PROJECTORS) -> list[ArmSpec]:
-    """Per-patch projectors once (M = N), the others once per requested M."""
+def arm_specs(tokens: tuple[int, ...], projectors: tuple[str, ...] = PROJECTORS,
+              grid: tuple[int, int] = (16, 16)) -> list[ArmSpec]:
+    """Per-patch projectors once (M = N); block projectors (M = N / r^2) at each requested M the `grid`'s blocks
+    give, or at their default r = 2 where none does; the others once per requested M."""
     specs = []
     for name in projectors:
-        if projector_class(name).token_rule == "all_patches":
+        rule = projector_class(name).token_rule
+        if rule == "all_patches":
             specs.append(ArmSpec(name, None))
+        elif rule == "blocks":
+            fits = [m for m in tokens if m in block_sides(grid)]
+            specs += [ArmSpec(name, m) for m in fits] if fits else [ArmSpec(name, None)]
         else:
             specs += [ArmSpec(name, m) for m in tokens]
     return specs

@@ -1,5 +1,6 @@
 """The paper configuration's projectors (ViT-L/14 features, 1024 wide, into a 4096-wide LLM) on grids 16x16
-(224 px) and 24x24 (336 px), at M = 144 (N for the per-patch projectors): parameters and FLOPs per sample
+(224 px) and 24x24 (336 px), at M = 144 (N for the per-patch projectors; N / 4 for the block projectors on
+16x16, where 144 is no N / r^2): parameters and FLOPs per sample
 (counted on the meta device, no memory) and forward+backward time at a small batch.
 
 They are big (the resampler and the Q-Former hold over 100M parameters each), so they are built, timed and
@@ -46,7 +47,7 @@ def bench_paper(
 ) -> list[dict]:
     records = []
     for grid in GRIDS:
-        for spec in arm_specs((TOKENS,), projectors):
+        for spec in arm_specs((TOKENS,), projectors, grid):
             knobs = projector_settings(spec.projector, spec.tokens)
             with torch.device("meta"):
                 meta = build_projector(spec.projector, knobs, VISION_DIM, LLM_DIM, grid)

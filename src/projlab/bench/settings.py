@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from projlab.bench.arms import HONEYBEE
 from projlab.bench.cards import BF16_DENSE_TFLOPS
 from projlab.bench.presets import MID_LLM, MID_VISION, PRESETS
 from projlab.cli import ArgumentParser, positive_int
@@ -33,7 +34,7 @@ class Settings:
     pipeline_batches: int = 10
     paper_batch: int = 1
     paper_repeats: int = 2
-    paper_timed: tuple[str, ...] = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
+    paper_timed: tuple[str, ...] = HONEYBEE  # the others: counts only (each paper-size forward costs seconds)
     device: str = "cpu"
     precision: str = "auto"  # resolved in `parse`, as a run resolves it
     peak_precisions: tuple[str, ...] = ("32-true", "bf16-mixed")  # the roofline measures each

@@ -21,6 +21,7 @@ from projlab.cli import ArgumentParser
 from projlab.data.prompt import TextProcessor
 from projlab.data.spatial import CATEGORIES
 from projlab.errors import UserError, exit_on_user_error
+from projlab.evaluation.each_m import is_elastic, test_each_m
 from projlab.training.datamodule import QADataModule
 from projlab.training.module import MLLMModule, StageConfig
 
@@ -79,7 +80,9 @@ def load_run(run_or_ckpt: str | Path) -> tuple[Path, DictConfig, MLLMModule, Tex
 
 
 def evaluate_checkpoint(run_or_ckpt: str | Path, accelerator: str = "auto") -> dict:
-    """Test metrics of a run's checkpoint in one process: accuracy, n, loss, per_category (as in results.json)."""
+    """Test metrics of a run's checkpoint in one process: accuracy, n, loss, per_category and locality (as in
+    results.json), at the projector's built M; an elastic projector's at every M of its set under `by_tokens`
+    ({"<M>": the same keys})."""
     from projlab.train import build_sources
 
     run_dir, cfg, module, processor = load_run(run_or_ckpt)
@@ -93,15 +96,11 @@ def evaluate_checkpoint(run_or_ckpt: str | Path, accelerator: str = "auto") -> d
     trainer = L.Trainer(accelerator=accelerator, devices=1, strategy="auto", precision="32-true", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         use_distributed_sampler=False)
-    trainer.test(module, datamodule=dm, verbose=False)
-    test = module.last_test
-    categories = [c for c in module.metrics["test"].categories if f"acc_{c}" in test]
-    return {
-        "accuracy": test["acc"],
-        "n": int(sum(test[f"n_{c}"] for c in categories)),
-        "loss": test["loss"],
-        "per_category": {c: {"accuracy": test[f"acc_{c}"], "n": int(test[f"n_{c}"])} for c in categories},
-    }
+    by_m = test_each_m(trainer, module, dm, processor)
+    scores = dict(by_m[model.num_visual_tokens])
+    if is_elastic(model.projector):  # an elastic projector: scored at every M of its set
+        scores["by_tokens"] = {str(m): s for m, s in by_m.items()}
+    return scores
 
 
 @exit_on_user_error

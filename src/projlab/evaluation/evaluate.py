@@ -8,7 +8,9 @@
 MMBench's circular copies are each answered the same way); `--mode generate` writes each answer out
 (`projlab.evaluation.generate`) and reads it as the peers read text (`projlab.evaluation.answers`). Then the
 benchmark's own rules score it. The scores land in `metrics.benchmarks.<bench>` of results.json (everything
-else kept) with the mode as `answered_by`, the predictions beside it.
+else kept) with the mode as `answered_by`, the predictions beside it. An elastic projector (several token
+counts M, one set of weights) is scored at every M of its set: the scores at its built M, and under
+`by_tokens` ({"<M>": scores}) those at each M.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from projlab.data.spatial import LETTERS
 from projlab.errors import UserError, exit_on_user_error
 from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, records_to_answer, score_benchmark
 from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_run
+from projlab.evaluation.each_m import at_each_m, is_elastic
 from projlab.evaluation.generate import Decoding, add_decoding_arguments, answer_in_text, decoding_from
 from projlab.evaluation.likelihood import option_batch, score_matrix, sequence_logprob
 from projlab.io import write_json
@@ -75,12 +78,20 @@ def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: 
             raise UserError(f"--data is required for --bench {bench}: the benchmark file or folder")
         records = load_benchmark(bench, data, images=images)[: limit or None]
         run_dir, _, module, processor = load_run(run)
-        if mode == "likelihood":
-            preds = answer(module, processor, records_to_answer(bench, records))
-            scores = score_benchmark(bench, records, preds)
-        else:  # MMBench's circular copies too, each answered in its own words
-            preds = answer_in_text(module.model, processor, records_to_answer(bench, records), decoding)
-            scores = score_benchmark(bench, records, preds, answers="text")
+        asked = records_to_answer(bench, records)
+
+        def scored(p) -> tuple[dict, dict]:
+            if mode == "likelihood":
+                preds = answer(module, p, asked)
+                return preds, score_benchmark(bench, records, preds)
+            # MMBench's circular copies too, each answered in its own words
+            preds = answer_in_text(module.model, p, asked, decoding)
+            return preds, score_benchmark(bench, records, preds, answers="text")
+
+        by_m = at_each_m(module.model.projector, processor, scored)  # an elastic projector: every M of its set
+        preds, scores = by_m[module.model.num_visual_tokens]
+        if is_elastic(module.model.projector):
+            scores = {**scores, "by_tokens": {str(m): s for m, (_, s) in by_m.items()}}
         write_json(run_dir / f"predictions_{bench}.json", preds)
     if read_results(run_dir) is None:
         raise UserError(f"{run_dir} has no results.json to write the scores into")

@@ -2,6 +2,7 @@
 from projlab.projectors import (  # noqa: F401  (imported for registration)
     avgpool,
     c_abstractor,
+    c_abstractor_elastic,
     controls,
     d_abstractor,
     ldpv2,

@@ -5,14 +5,16 @@
 Prints a Markdown table: name, M (the projector's own number of visual tokens), parameters (counted from the
 module as built, on the meta device), of which positional embedding, forward GFLOPs per sample
 (FlopCounterMode: matmuls, convolutions, attention) and the init scheme its defaults build with
-(`projlab.projectors.init`). `--tokens` goes to the projectors that take a token
+(`projlab.projectors.init`) and the source whose design it follows. `--tokens` goes to the projectors that take a token
 count (learned queries, square pooling); block projectors (`pixel_shuffle`, `tokenpacker`) keep their
-default r = 2 (M = N / 4, as InternVL and TokenPacker), per-patch projectors M = N, and `blind` emits none. The controls
+default r = 2 (M = N / 4, as InternVL and TokenPacker), per-patch projectors M = N, an elastic projector its
+own token set (FLOPs at its largest M), and `blind` emits none. The controls
 (`blind`, `shuffle`) are listed after a separator row.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 
@@ -54,15 +56,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _knobs(name: str, tokens: int) -> dict[str, int]:
+def _knobs(name: str, tokens: int, grid: tuple[int, int]) -> dict:
     cls = projector_class(name)
+    if cls.token_rule == "set":  # an elastic projector: its default token set, the Ms the grid allows
+        fits = [m for m in cls.config_cls().token_set if math.isqrt(m) <= min(grid)] or [1]
+        return {"token_set": fits, "num_visual_tokens": max(fits)}
     return {"num_visual_tokens": tokens} if cls.token_rule in TOKEN_RULES_WITH_REQUEST else {}
 
 
 def _row(name: str, args: argparse.Namespace) -> list[str]:
     try:
         with torch.device("meta"):
-            proj = build_projector(name, _knobs(name, args.tokens), args.vision_dim, args.llm_dim, args.grid)
+            proj = build_projector(name, _knobs(name, args.tokens, args.grid), args.vision_dim, args.llm_dim,
+                                   args.grid)
     except UserError:
         raise
     except (ValueError, AssertionError) as err:  # e.g. a width the heads do not divide
@@ -71,14 +77,15 @@ def _row(name: str, args: argparse.Namespace) -> list[str]:
             f"projector {name!r} cannot be built at vision_dim={args.vision_dim}, llm_dim={args.llm_dim}, "
             f"grid={args.grid[0]}x{args.grid[1]}: {msg}"
         ) from None
-    gflops = projector_flops(proj) / 1e9
+    gflops = projector_flops(proj) / 1e9  # at the M it is built with (an elastic projector's largest)
     return [
         name,
-        str(proj.num_visual_tokens),
+        "/".join(map(str, proj.token_set)) if len(proj.token_set) > 1 else str(proj.num_visual_tokens),
         f"{count_parameters(proj):,}",
         f"{count_positional_parameters(proj):,}",
         f"{gflops:,.2f}",
         getattr(proj.config, "init", "-") if count_parameters(proj) else "-",
+        proj.source or "-",
     ]
 
 
@@ -87,25 +94,26 @@ def table(args: argparse.Namespace) -> str:
     arms = [n for n in names if projector_class(n).__module__ != CONTROLS_MODULE]
     controls = [n for n in names if projector_class(n).__module__ == CONTROLS_MODULE]
     rows, cols = args.grid
-    header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample", "init"]
+    header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample", "init", "source"]
     lines = [
         f"Projectors at vision_dim={args.vision_dim} -> llm_dim={args.llm_dim}, grid {rows}x{cols} "
         f"(N={rows * cols}), --tokens {args.tokens} (query and square-pooling projectors only; block projectors "
         f"at r = 2, M = N / 4)",
         "",
         "| " + " | ".join(header) + " |",
-        "|---|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     lines += ["| " + " | ".join(_row(n, args)) + " |" for n in arms]
     if controls:
-        lines.append("| *controls* | | | | | |")
+        lines.append("| *controls* | | | | | | |")
         lines += ["| " + " | ".join(_row(n, args)) + " |" for n in controls]
     lines += [
         "",
         "FLOPs: torch.utils.flop_counter (a multiply-add is 2 FLOPs; matmuls, convolutions and attention only;",
         "element-wise ops, normalisation, softmax and grid_sample are not counted). init: reference = every",
         "Linear, Conv2d and Embedding N(0, 0.02) with zero bias, LayerNorms 1 / 0, as Honeybee builds a model",
-        "for pre-training; pytorch = each module's own init.",
+        "for pre-training; pytorch = each module's own init. An elastic projector serves every M of its token",
+        "set with one set of weights (M: the set); its FLOPs are those at the largest. source: the design it follows.",
     ]
     return "\n".join(lines)
 

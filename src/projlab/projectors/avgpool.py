@@ -27,6 +27,7 @@ class AvgPoolConfig:
 @register("avgpool", AvgPoolConfig)
 class AvgPoolProjector(Projector):
     token_rule = "square"
+    source = "DeCo (arXiv 2405.20985)"
 
     def __init__(self, config: AvgPoolConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -17,15 +17,19 @@ class Projector(nn.Module):
     """Maps patch features (B, N, C_vision) on a fixed (rows, cols) grid to visual tokens (B, M, C_llm).
 
     `num_visual_tokens` (M) is derived once, at build time, by `resolve_num_visual_tokens`; nothing else
-    recomputes it.
+    recomputes it. `token_set` lists every M the projector serves: (M,) for all but an elastic projector,
+    which serves several with one set of weights; `emitting(m)` makes it emit another M of its set for a while
+    (`num_visual_tokens` always says the count it emits now).
     """
 
     registry_name: ClassVar[str]
     config_cls: ClassVar[type]
     # How M follows from the request: "queries" (any M >= 1), "square" (s*s, s <= grid side),
     # "blocks" (M = N / r^2, the grid cut into r x r blocks; unset: r = 2), "all_patches" (M = N),
-    # "none" (M = 0).
+    # "none" (M = 0), "set" (elastic: each M of the config's `token_set` a square, M one of them; a sweep's
+    # token list leaves it alone, as it does M = N).
     token_rule: ClassVar[str] = "queries"
+    source: ClassVar[str] = ""  # the paper or codebase whose design it follows (the --table's last column)
 
     def __init__(self, config: Any, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__()
@@ -37,8 +41,27 @@ class Projector(nn.Module):
         self.num_visual_tokens = self.resolve_num_visual_tokens(
             getattr(config, "num_visual_tokens", None), grid
         )
+        self.built_tokens = self.num_visual_tokens  # M outside `emitting`
+        self.token_set: tuple[int, ...] = self.served_tokens(config, grid)
+
+    @contextlib.contextmanager
+    def emitting(self, m: int) -> Iterator[None]:
+        """Emit `m` visual tokens (one of `token_set`) inside the block, the built M again after it."""
+        if m not in self.token_set:
+            raise ValueError(f"{self.registry_name}: M = {m} is not one it serves ({list(self.token_set)})")
+        previous, self.num_visual_tokens = self.num_visual_tokens, int(m)
+        try:
+            yield
+        finally:
+            self.num_visual_tokens = previous
 
     # ---- token count -------------------------------------------------------------------------
+    @classmethod
+    def served_tokens(cls, config: Any, grid: tuple[int, int]) -> tuple[int, ...]:
+        """Every M a projector built from `config` on `grid` can emit, ascending; a UserError where one cannot
+        be made. One M, its `num_visual_tokens`, for all but elastic projectors (which override this)."""
+        return (cls.resolve_num_visual_tokens(getattr(config, "num_visual_tokens", None), grid),)
+
     @classmethod
     def resolve_num_visual_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
         """The number of visual tokens M this projector emits for `requested` on `grid`, or a UserError."""
@@ -48,6 +71,7 @@ class Projector(nn.Module):
             "blocks": cls._block_tokens,
             "all_patches": cls._all_patches,
             "none": cls._no_tokens,
+            "set": cls._square_tokens,  # each M of the set, and M itself, a square (`served_tokens`: of the set)
         }[cls.token_rule]
         return rule(requested, grid)
 

@@ -76,14 +76,13 @@ def reg_stage(depth: int, in_dim: int, out_dim: int, se_ratio: float) -> nn.Sequ
 @register("c_abstractor", CAbstractorConfig)
 class CAbstractor(Projector):
     token_rule = "square"
+    source = "Honeybee (arXiv 2312.06742)"
 
     def __init__(self, config: CAbstractorConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)
         hidden = config.hidden_size or vision_dim
-        side = math.isqrt(self.num_visual_tokens)
         self.pos_emb = PositionalEmbedding(self.num_patches, vision_dim)
         self.stage1 = reg_stage(config.depth, vision_dim, hidden, config.se_ratio)
-        self.pool = nn.AdaptiveAvgPool2d((side, side))
         self.stage2 = reg_stage(config.depth, hidden, hidden, config.se_ratio)
         self.readout = build_mlp(config.mlp_depth, hidden, llm_dim)
 
@@ -93,6 +92,8 @@ class CAbstractor(Projector):
         x = self.pos_emb(x)
         b, _, c = x.shape
         x = x.transpose(1, 2).reshape(b, c, *self.grid)  # (B, C, H, W)
-        x = self.stage2(self.pool(self.stage1(x)))  # (B, hidden, sqrt M, sqrt M)
+        # pooled to the M it emits now (as built; an elastic subclass's `emitting` changes it)
+        x = nn.functional.adaptive_avg_pool2d(self.stage1(x), math.isqrt(self.num_visual_tokens))
+        x = self.stage2(x)  # (B, hidden, sqrt M, sqrt M)
         x = x.flatten(2).transpose(1, 2)  # (B, M, hidden)
         return self.readout(x)

@@ -26,6 +26,7 @@ class BlindConfig:
 @register("blind", BlindConfig)
 class Blind(Projector):
     token_rule = "none"
+    source = "control: no visual tokens"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C_vision) -> (B, 0, C_llm)"""
@@ -35,6 +36,8 @@ class Blind(Projector):
 
 @register("shuffle", MLPConfig)
 class ShuffledPatches(MLPProjector):
+    source = "control: the MLP on patches in a fresh random order"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C_vision) -> (B, N, C_llm), patches in a random order per image."""
         self._check_input(x)

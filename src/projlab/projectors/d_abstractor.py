@@ -88,6 +88,7 @@ def grid_points(side: int, grid: tuple[int, int], span: str) -> torch.Tensor:
 @register("d_abstractor", DAbstractorConfig)
 class DAbstractor(Projector):
     token_rule = "square"
+    source = "Honeybee (arXiv 2312.06742)"
 
     def __init__(self, config: DAbstractorConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

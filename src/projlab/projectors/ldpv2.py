@@ -27,6 +27,7 @@ class LDPv2Config:
 @register("ldpv2", LDPv2Config)
 class LDPv2(Projector):
     token_rule = "square"
+    source = "MobileVLM V2's LDPv2 (arXiv 2402.03766)"
 
     def __init__(self, config: LDPv2Config, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -19,6 +19,7 @@ class LinearConfig:
 @register("linear", LinearConfig)
 class LinearProjector(Projector):
     token_rule = "all_patches"
+    source = "LLaVA (arXiv 2304.08485)"
 
     def __init__(self, config: LinearConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -24,6 +24,7 @@ class MLPConfig:
 @register("mlp", MLPConfig)
 class MLPProjector(Projector):
     token_rule = "all_patches"
+    source = "LLaVA-1.5 (arXiv 2310.03744)"
 
     def __init__(self, config: MLPConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -52,6 +52,7 @@ class PerceiverLayer(nn.Module):
 @register("perceiver", PerceiverConfig)
 class Perceiver(Projector):
     token_rule = "queries"
+    source = "Flamingo (arXiv 2204.14198); Idefics2 (arXiv 2405.02246)"
 
     def __init__(self, config: PerceiverConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -38,6 +38,7 @@ def space_to_depth(x: torch.Tensor, grid: tuple[int, int], r: int) -> torch.Tens
 @register("pixel_shuffle", PixelShuffleConfig)
 class PixelShuffle(Projector):
     token_rule = "blocks"
+    source = "InternVL 1.5 (arXiv 2404.16821); Idefics3, SmolVLM, nanoVLM"
 
     def __init__(self, config: PixelShuffleConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -33,6 +33,7 @@ class QFormerConfig:
 @register("qformer", QFormerConfig)
 class QFormer(Projector):
     token_rule = "queries"
+    source = "BLIP-2 (arXiv 2301.12597)"
 
     def __init__(self, config: QFormerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

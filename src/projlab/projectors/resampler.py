@@ -66,6 +66,7 @@ class ResamplerLayer(nn.Module):
 @register("resampler", ResamplerConfig)
 class Resampler(Projector):
     token_rule = "queries"
+    source = "Honeybee's baseline after mPLUG-Owl's abstractor (arXiv 2304.14178)"
 
     def __init__(self, config: ResamplerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

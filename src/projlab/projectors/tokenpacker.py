@@ -36,6 +36,7 @@ class TokenPackerConfig:
 @register("tokenpacker", TokenPackerConfig)
 class TokenPacker(Projector):
     token_rule = "blocks"
+    source = "TokenPacker (arXiv 2407.02392)"
 
     def __init__(self, config: TokenPackerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__(config, vision_dim, llm_dim, grid)

@@ -49,7 +49,7 @@ from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.view import open_view
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
-FIXED_M_RULES = ("all_patches", "none")  # token rules where M does not follow a request
+FIXED_M_RULES = ("all_patches", "none", "set")  # token rules where M does not follow a sweep's token list
 RESERVED = ("sweep", "run_name")  # set by the sweep itself
 ARM_DEFAULTS = ["trainer.progress_bar=false"]  # an arm writes to a log file: no live bar (overridable)
 

@@ -23,6 +23,7 @@ class EfficiencyMonitor(L.Callback):
         self.skip_first = skip_first  # the first steps pay for warm-up, not for the model
         self.memory_step = memory_step  # counted from this process's first step (a resumed run starts late)
         self.step_times: list[float] = []
+        self.step_tokens: list[int] = []  # each step's M (an elastic projector's varies with the draw)
         self.peak_tensor_mb: float | None = None
         self._t0 = 0.0
         self._memory = None
@@ -42,11 +43,13 @@ class EfficiencyMonitor(L.Callback):
             self._memory = None
             self.peak_tensor_mb = self._memory_out["mb"]
         b = batch["input_ids"].shape[0] * trainer.world_size
+        m = batch.get("num_visual_tokens", self.num_visual_tokens)
+        self.step_tokens.append(m)
         pl_module.log_dict(
             {
                 "perf/step_time_s": dt,
                 "perf/samples_per_s": b / dt,
-                "perf/visual_tokens_per_s": b * self.num_visual_tokens / dt,
+                "perf/visual_tokens_per_s": b * m / dt,
             },
             on_step=True, on_epoch=False,
         )
@@ -56,10 +59,12 @@ class EfficiencyMonitor(L.Callback):
         if not times:
             return {}
         med = statistics.median(times)
+        tokens = self.step_tokens[self.skip_first :] or self.step_tokens
+        m = statistics.mean(tokens) if tokens else self.num_visual_tokens  # an elastic arm: its draws' mean
         return {
             "step_time_s": med,
             "samples_per_s": batch_size * world_size / med,
-            "visual_tokens_per_s": batch_size * world_size * self.num_visual_tokens / med,
+            "visual_tokens_per_s": batch_size * world_size * m / med,
         }
 
 

@@ -1,6 +1,7 @@
 """The DataModule: sources -> (cached features | pixels) + token ids -> batches."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +19,8 @@ from projlab.training.sampler import StepSampler
 
 class SplitDataset(Dataset):
     """The items of a source that `keep` lists (those that fit the length cap), each with its features (rows
-    of the source's feature cache) or its image."""
+    of the source's feature cache) or its image, and the token count M its step drew (an elastic projector's
+    sampler gives (index, M); else None)."""
 
     def __init__(self, source: Source, features: torch.Tensor | None, keep: list[int]) -> None:
         self.source, self.features, self.keep = source, features, keep
@@ -26,10 +28,11 @@ class SplitDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keep)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        i, m = key if isinstance(key, tuple) else (key, None)
         j = self.keep[i]
         visual = self.features[j] if self.features is not None else self.source.image(j)
-        return self.source.items[j], visual
+        return self.source.items[j], visual, m
 
     @property
     def items(self) -> list:
@@ -51,6 +54,7 @@ class QADataModule(L.LightningDataModule):
         num_workers: int = 0,
         warmup_categories: tuple[str, ...] = (),
         warmup_steps: int = 0,
+        token_set: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.sources, self.processor, self.tower = sources, processor, tower
@@ -58,6 +62,7 @@ class QADataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.max_steps, self.num_workers = seed, max_steps, num_workers
         self.warmup_categories, self.warmup_steps = tuple(warmup_categories), warmup_steps  # `StepSampler.first`
+        self.token_set = tuple(token_set)  # an elastic projector's Ms: each training step draws one
         self.datasets: dict[str, SplitDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -97,17 +102,31 @@ class QADataModule(L.LightningDataModule):
         return {"pixel_values": self.tower.preprocess(visuals)}
 
     def collate_train(self, batch: list) -> dict[str, torch.Tensor]:
-        items, visuals = zip(*batch)
-        return {**collate_train_examples(items, self.processor), **self._visual(list(visuals))}
+        """Token ids, labels and features; where the step drew a token count M (an elastic projector), each
+        `<image>` expands to M image tokens and the batch says `num_visual_tokens` = M."""
+        items, visuals, drawn = zip(*batch)
+        if drawn[0] is None:
+            return {**collate_train_examples(items, self.processor), **self._visual(list(visuals))}
+        processor = replace(self.processor, num_visual_tokens=drawn[0])
+        return {**collate_train_examples(items, processor), **self._visual(list(visuals)),
+                "num_visual_tokens": drawn[0]}
 
     def collate_eval(self, batch: list) -> dict:
-        items, visuals = zip(*batch)
+        items, visuals, _ = zip(*batch)
         out: dict = {"items": list(items), **self._visual(list(visuals))}
         if items[0].options:
             out["options"] = option_batch(list(items), self.processor)
         else:  # free-form data: loss only
             out["targets"] = collate_train_examples(items, self.processor)
         return out
+
+    def fixed_batch(self, split: str, n: int, processor: TextProcessor | None = None) -> dict[str, torch.Tensor]:
+        """The first `n` items of `split` as one batch: their question-and-answer token ids (the image
+        expanded to `processor`'s M; default the module's) and their features or pixels. The same images for
+        every arm of one data seed (the locality diagnostics are measured on it)."""
+        ds = self.datasets[split]
+        items, visuals, _ = zip(*(ds[i] for i in range(min(n, len(ds)))))
+        return {**collate_train_examples(items, processor or self.processor), **self._visual(list(visuals))}
 
     def _warmup_indices(self) -> list[int] | None:
         """The training items of the warm-up categories (None: no warm-up)."""
@@ -122,7 +141,7 @@ class QADataModule(L.LightningDataModule):
             len(self.datasets["train"]), self.batch_size, self.seed, self.max_steps,
             start_step=trainer.global_step if trainer else 0,
             rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
-            first=self._warmup_indices(), first_steps=self.warmup_steps,
+            first=self._warmup_indices(), first_steps=self.warmup_steps, token_set=self.token_set,
         )
         return DataLoader(
             self.datasets["train"], batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate_train,

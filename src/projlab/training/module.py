@@ -122,10 +122,12 @@ class MLLMModule(L.LightningModule):
 
     # ---- steps ------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.model(
-            batch["input_ids"], batch["attention_mask"], features=batch.get("features"),
-            pixel_values=batch.get("pixel_values"), labels=batch["labels"],
-        )
+        # an elastic projector emits the M its step drew (the batch's image tokens were expanded to it)
+        with self.model.projector.emitting(batch.get("num_visual_tokens", self.model.num_visual_tokens)):
+            out = self.model(
+                batch["input_ids"], batch["attention_mask"], features=batch.get("features"),
+                pixel_values=batch.get("pixel_values"), labels=batch["labels"],
+            )
         loss = out.loss
         self._pending.append(loss.detach())
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
@@ -167,9 +169,12 @@ class MLLMModule(L.LightningModule):
 
     def _log_metrics(self, split: str) -> dict[str, float]:
         values = self.metrics[split].compute()
+        # an elastic projector scored at another M than its built one logs under test_m<M>/...
+        m = self.model.num_visual_tokens
+        tag = split if m == self.model.projector.built_tokens else f"{split}_m{m}"
         for k, v in values.items():
             if not k.startswith("n_"):
-                self.log(f"{split}/{k}", v, sync_dist=False)
+                self.log(f"{tag}/{k}", v, sync_dist=False)
         self.metrics[split].reset()
         return values
 
