@@ -44,7 +44,7 @@ def load(study: str, url: str) -> list[optuna.trial.FrozenTrial]:
 def test_two_workers_share_a_postgres_study_with_pruning(runs_dir, tmp_path, postgres):
     # as the SQLite test: ThresholdPruner(lower=2) prunes the 9-step trial at its step-6 validation
     spec = write_spec(
-        tmp_path / "s.yaml", study="pg", n_trials=4, overrides=[*ARM, "projector=c_abstractor",
+        tmp_path / "s.yaml", study="pg", n_trials=3, overrides=[*ARM, "projector=c_abstractor",
                                                                 "projector.num_visual_tokens=16"],
         space={"stage.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
                "stage.max_steps": {"type": "categorical", "choices": [3, 9]}},
@@ -55,7 +55,7 @@ def test_two_workers_share_a_postgres_study_with_pruning(runs_dir, tmp_path, pos
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-3000:]
     trials = load("pg", postgres)
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # no number twice, none beyond n_trials
+    assert sorted(t.number for t in trials) == [0, 1, 2]  # no number twice, none beyond n_trials
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers asked
     assert trials[0].state == COMPLETE and trials[1].state == PRUNED
     assert results(runs_dir / "pg" / "trial-1")["status"] == "pruned" and trials[1].intermediate_values.keys() == {3, 6}
@@ -64,11 +64,11 @@ def test_two_workers_share_a_postgres_study_with_pruning(runs_dir, tmp_path, pos
 
 def test_a_killed_workers_trial_is_failed_by_its_heartbeat_and_retried(runs_dir, tmp_path, postgres):
     spec = write_spec(
-        tmp_path / "k.yaml", study="kill", n_trials=3, overrides=[*ARM, "projector=c_abstractor",
+        tmp_path / "k.yaml", study="kill", n_trials=2, overrides=[*ARM, "projector=c_abstractor",
                                                                   "projector.num_visual_tokens=16"],
         space={"stage.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
         sampler={"type": "random", "seed": 0}, pruner={"type": "none"},
-        heartbeat={"interval_s": 1, "grace_s": 4, "max_retry": 2},
+        heartbeat={"interval_s": 1, "grace_s": 3, "max_retry": 2},
     )
     proc = search(spec, postgres, "--workers", "2")
     try:
@@ -93,5 +93,5 @@ def test_a_killed_workers_trial_is_failed_by_its_heartbeat_and_retried(runs_dir,
     assert len(retry) == 1 and retry[0].state == COMPLETE, out[-3000:]
     assert retry[0].params == trials[0].params and retry[0].user_attrs["run_dir"].endswith("trial-0")
     assert sorted(trials) == list(range(len(trials)))  # no number twice
-    assert sum(t.state == COMPLETE for t in trials.values()) == 3  # n_trials counts the retry, not the failure
+    assert sum(t.state == COMPLETE for t in trials.values()) == 2  # n_trials counts the retry, not the failure
     assert results(runs_dir / "kill" / "trial-0")["status"] == "completed"  # the retry finished trial 0's folder

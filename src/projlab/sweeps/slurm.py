@@ -205,6 +205,9 @@ def run_arms(
             continue
         done = _already_done(arm)
         if done is not None:
+            if old.get("job_id"):  # it ended while no driver watched: its job stays on record
+                jobs[arm.name] = Job(str(old["job_id"]), int(old.get("attempts") or 1),
+                                     float(old.get("submitted") or 0), Queue.ended_state(str(old["job_id"])))
             outcomes[arm.name] = done
             on_event(i, "ended", "", done)
         elif not runner.interrupted():
