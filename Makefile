@@ -18,6 +18,9 @@ SEEDS ?=
 NAME ?=
 ARGS ?=
 JOBS ?=
+# Where arms run: local (processes here) or slurm (one SLURM job per arm; experiments/launcher/slurm.yaml,
+# settings as ARGS="launcher.partition=a100 launcher.time_min=600")
+LAUNCHER ?=
 
 comma := ,
 opt = $(if $(2),$(1)=$(2),)
@@ -56,17 +59,22 @@ train: install
 # run at once, the cores split between them; default 1)
 sweep: install
 	$(PY) -m projlab.sweeps.grid $(call opt,--projectors,$(PROJECTOR)) $(call opt,--tokens,$(TOKENS)) \
-		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(call opt,--jobs,$(JOBS)) $(ARGS)
+		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(call opt,--jobs,$(JOBS)) \
+		$(call opt,launcher,$(LAUNCHER)) $(ARGS)
 
 # An Optuna search declared in sweeps/: make search SWEEP=sweeps/lr_c_abstractor.yaml WORKERS=2
+# STORAGE: the study's database (default sqlite in the study's folder, one machine); for workers on many
+# nodes a server, STORAGE=postgresql://user@host:5432/db
 SWEEP ?= sweeps/lr_c_abstractor.yaml
 WORKERS ?= 1
+STORAGE ?=
 search: install
-	$(PY) -m projlab.sweeps.search $(SWEEP) --workers $(WORKERS) $(ARGS)
+	$(PY) -m projlab.sweeps.search $(SWEEP) --workers $(WORKERS) $(call opt,--storage,$(STORAGE)) \
+		$(call opt,launcher,$(LAUNCHER)) $(ARGS)
 
 # The instrument's calibration arms over 3 seeds -> $(RUNS)/calibration/calibration.json + table
 calibrate: install
-	$(PY) -m projlab.sweeps.calibrate $(call opt,--jobs,$(JOBS)) $(ARGS)
+	$(PY) -m projlab.sweeps.calibrate $(call opt,--jobs,$(JOBS)) $(call opt,launcher,$(LAUNCHER)) $(ARGS)
 
 # Tables and figures from logged results: make figures NAME=default
 figures: install
@@ -79,7 +87,7 @@ figures: install
 PROFILE ?= default
 reproduce: install
 	@case "$(PROFILE)" in default|quick|tokens|full) ;; *) echo "error: PROFILE=$(PROFILE) is unknown; use default, quick, tokens or full"; exit 2;; esac
-	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) --jobs $(or $(JOBS),2) $(ARGS); status=$$?; \
+	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) --jobs $(or $(JOBS),2) $(call opt,launcher,$(LAUNCHER)) $(ARGS); status=$$?; \
 		$(PY) -m projlab.analysis.report --sweep $(PROFILE) && exit $$status
 
 bench: install

@@ -26,6 +26,7 @@ from projlab.io import read_yaml_mapping, write_json
 from projlab.run_folder import config_problem
 from projlab.sweeps import runner
 from projlab.sweeps.grid import Arm, int_list, run_grid
+from projlab.sweeps.launcher import split_launcher
 
 CHANCE = 0.25
 PLATEAU_TOLERANCE = 0.02  # a final train loss within 2% of blind's (same seed) means the image was ignored
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=positive_int, default=1, help="arms run at once (the cores split)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (e.g. stage.max_steps=300)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    launcher, args.overrides = split_launcher(args.overrides)  # launcher=slurm: one SLURM job per arm
     spec = load_spec(args.spec)
     if args.seeds:
         spec["seeds"] = int_list(args.seeds, "--seeds")
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     arms = plan(spec, args.overrides)
     runs_root = arms[0][1].run_dir.parent.parent
     sweep_dir = runs_root / spec["name"]
-    outcomes = [] if args.report else run_grid([a for _, a in arms], sweep_dir, spec["name"], jobs=args.jobs)
+    outcomes = [] if args.report else run_grid(
+        [a for _, a in arms], sweep_dir, spec["name"], jobs=args.jobs, launcher=launcher)
     rows = summarise(arms, runs_root, spec["name"])
     tests = matched_tests(spec, runs_root)
     write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})

@@ -15,7 +15,8 @@ from the lists given (`projlab.sweeps.naming`: `--projectors c_abstractor --toke
 `c_abstractor-m64_144_256`), so a grid of the command line has its own folder and re-running it resumes.
 Re-running the same command skips completed arms and re-runs the others (training resumes from their
 last checkpoint); an arm another process holds (a second sweep) is skipped, its holder named.
-`--jobs N` runs N arms at once, each its own process with 1/N of the cores. Exit code: 0 if every arm
+`--jobs N` runs N arms at once, each its own process with 1/N of the cores. The override `launcher=slurm`
+(with any `launcher.KEY=VALUE`, `projlab.sweeps.launcher`) submits each arm as a SLURM job instead. Exit code: 0 if every arm
 completed, 1 if any did not, 128+signal when stopped by a signal.
 
 Importable pieces (for `projlab.sweeps.calibrate`, `projlab.sweeps.multirun` and tests): `load_spec`,
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config, run_name
@@ -45,6 +46,7 @@ from projlab.results import read_results
 from projlab.run_folder import config_problem
 from projlab.schema import visual_tokens
 from projlab.sweeps import runner
+from projlab.sweeps.launcher import split_launcher
 from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.view import open_view
 
@@ -237,13 +239,16 @@ def validate(planned: list[Planned], sweep: str, problems: list[tuple[str, str]]
 
 
 # ---- running -----------------------------------------------------------------------------------------
-def _arm_entry(arm: Arm, outcome: runner.ArmOutcome | None, pid: int | None = None) -> dict[str, Any]:
+def _arm_entry(
+    arm: Arm, outcome: runner.ArmOutcome | None, pid: int | None = None, job: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     record = outcome.record if outcome else read_results(arm.run_dir)
+    queued = job is not None and outcome is None  # a SLURM job not yet ended
     entry = {
         "name": arm.name,
         "run_dir": str(arm.run_dir),
         "overrides": list(arm.overrides),
-        "status": "running" if pid else (record or {}).get("status", "pending"),
+        "status": "running" if pid or queued else (record or {}).get("status", "pending"),
         "accuracy": ((record or {}).get("metrics") or {}).get("accuracy"),
         "error": (record or {}).get("error"),
     }
@@ -251,17 +256,19 @@ def _arm_entry(arm: Arm, outcome: runner.ArmOutcome | None, pid: int | None = No
         entry.update(returncode=outcome.returncode, seconds=round(outcome.seconds, 1), skipped=outcome.skipped)
     if pid:
         entry["pid"] = pid
+    if job:
+        entry.update(job)
     return entry
 
 
 def write_sweep_json(
     sweep_dir: Path, name: str, arms: list[Arm], outcomes: dict[str, runner.ArmOutcome],
-    running: dict[str, int] | None = None,
+    running: dict[str, int] | None = None, jobs: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """`<runs>/<name>/sweep.json` (atomic): every arm with its current status; `running` maps the arms
-    running now to their process ids."""
-    running = running or {}
-    entries = [_arm_entry(a, outcomes.get(a.name), running.get(a.name)) for a in arms]
+    running now to their process ids, `jobs` the arms submitted to SLURM to their job (id, state, attempts)."""
+    running, jobs = running or {}, jobs or {}
+    entries = [_arm_entry(a, outcomes.get(a.name), running.get(a.name), jobs.get(a.name)) for a in arms]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e["status"]] = counts.get(e["status"], 0) + 1
@@ -298,12 +305,15 @@ def arm_env(jobs: int) -> dict[str, str] | None:
 
 
 def run_grid(
-    arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1,
+    arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1, launcher: DictConfig | None = None,
 ) -> list[runner.ArmOutcome]:
     """Run every arm (completed ones are skipped), `jobs` at a time, shown as they go (`projlab.sweeps.view`:
     a live table on a terminal, else a line per event), keeping sweep.json current. After a signal no new
-    arm starts; running arms record their end first."""
+    arm starts; running arms record their end first. Under `launcher=slurm` every arm is a SLURM job
+    (`projlab.sweeps.slurm`), as many at once as the cluster runs; a signal leaves the jobs running."""
     runner.forward_signals()
+    if launcher is not None and launcher.name == "slurm":
+        return _run_grid_slurm(arms, sweep_dir, name, out, launcher)
     outcomes: dict[str, runner.ArmOutcome] = {}
     running: dict[str, int] = {}
     lock = threading.Lock()  # guards outcomes, running and sweep.json
@@ -337,6 +347,31 @@ def run_grid(
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
                     future.result()
+    return [outcomes[a.name] for a in arms if a.name in outcomes]
+
+
+def _run_grid_slurm(arms: list[Arm], sweep_dir: Path, name: str, out, launcher: DictConfig) -> list[runner.ArmOutcome]:
+    from projlab.sweeps import slurm
+
+    queue = slurm.Queue(launcher, sweep_dir, name)
+    outcomes: dict[str, runner.ArmOutcome] = {}
+
+    def save(jobs: dict[str, slurm.Job]) -> None:
+        write_sweep_json(sweep_dir, name, arms, outcomes, jobs={a: j.entry() for a, j in jobs.items()})
+
+    with open_view(name, [(a.name, a.run_dir) for a in arms], out) as view:
+        def on_event(i: int, kind: str, text: str, what: Any) -> None:
+            if kind == "started":
+                view.started(i, text)
+            else:
+                outcomes[arms[i - 1].name] = what
+                view.finished(i, "skipped" if what.holder else what.status, _progress(what))
+
+        outcomes.update(slurm.run_arms(arms, queue, launcher, on_event, save))
+    still = [a.name for a in arms if a.name not in outcomes]
+    if still and runner.interrupted():
+        print(f"{len(still)} SLURM job(s) left queued or running; re-run the same command to re-attach "
+              f"(or scancel them: their ids are in {sweep_dir / 'sweep.json'})", file=sys.stderr, flush=True)
     return [outcomes[a.name] for a in arms if a.name in outcomes]
 
 
@@ -433,7 +468,9 @@ def default_name(spec: GridSpec, given: set[str]) -> str:
     return sweep_name(axes)
 
 
-def execute(name: str, arms: list[Arm], jobs: int = 1, dry_run: bool = False) -> None:
+def execute(
+    name: str, arms: list[Arm], jobs: int = 1, dry_run: bool = False, launcher: DictConfig | None = None,
+) -> None:
     """Run validated arms as the sweep `name` (or only list them): progress, the summary table, and the
     exit code (0 every arm completed, 1 one did not, 128+signal when stopped by a signal)."""
     sweep_dir = arms[0].run_dir.parent
@@ -443,17 +480,19 @@ def execute(name: str, arms: list[Arm], jobs: int = 1, dry_run: bool = False) ->
         print(f"{len(arms)} arm(s) valid; would run into {sweep_dir}")
         return
     t0 = time.perf_counter()
-    at_once = f", {jobs} at a time" if jobs > 1 else ""
+    slurm = launcher is not None and launcher.name == "slurm"
+    at_once = ", as SLURM jobs" if slurm else f", {jobs} at a time" if jobs > 1 else ""
     figures = f"make figures NAME={name}"
     print(f"sweep {name}: {len(arms)} arm(s){at_once} -> {sweep_dir}; {figures}", flush=True)
-    run_grid(arms, sweep_dir, name, jobs=jobs)
+    run_grid(arms, sweep_dir, name, jobs=jobs, launcher=launcher)
     print("\n" + summary_table(arms))
     statuses = [(read_results(a.run_dir) or {}).get("status") for a in arms]
     done = statuses.count("completed")
     print(f"\n{done}/{len(arms)} completed in {time.perf_counter() - t0:.0f} s; {sweep_dir / 'sweep.json'}; {figures}")
     signum = runner.interrupted()
     if signum:
-        print(f"stopped by signal {signum}; re-run the same command to resume", file=sys.stderr)
+        again = "re-attach" if slurm else "resume"
+        print(f"stopped by signal {signum}; re-run the same command to {again}", file=sys.stderr)
         sys.exit(128 + signum)
     sys.exit(0 if done == len(arms) else 1)
 
@@ -461,8 +500,9 @@ def execute(name: str, arms: list[Arm], jobs: int = 1, dry_run: bool = False) ->
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    launcher, args.overrides = split_launcher(args.overrides)
     spec = spec_from_args(args)
-    execute(spec.name, plan(spec, args.overrides), args.jobs, args.dry_run)
+    execute(spec.name, plan(spec, args.overrides), args.jobs, args.dry_run, launcher)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from projlab.cli import ArgumentParser, positive_int
 from projlab.config import RUN_NAME_KEYS, group_options
 from projlab.errors import UserError
 from projlab.sweeps.grid import ARM_DEFAULTS, Planned, execute, validate
+from projlab.sweeps.launcher import split_launcher
 from projlab.sweeps.naming import PREFIXES, sweep_name
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -106,7 +107,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and list the arms, run nothing")
     p.add_argument("overrides", nargs="*", help="Hydra overrides; `a,b`, range(), choice(), glob() sweep")
     args = p.parse_intermixed_args(argv)
-    given, axes, planned = expand(args.overrides)
+    launcher, overrides = split_launcher(args.overrides)  # launcher=slurm: one SLURM job per arm
+    given, axes, planned = expand(overrides)
     name = str(given) if given is not None else sweep_name(axes)
     planned = [a._replace(overrides=[*ARM_DEFAULTS, *a.overrides, f"sweep={name}"]) for a in planned]
-    execute(name, validate(planned, name), args.jobs, args.dry_run)
+    execute(name, validate(planned, name), args.jobs, args.dry_run, launcher)

@@ -141,11 +141,12 @@ def _how_it_ended(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def _record_crash(run_dir: Path, returncode: int, log_path: Path) -> dict[str, Any]:
-    """Mark an arm failed when its process ended without recording its end; keep what it had written."""
+def record_crash(run_dir: Path, how: str, log_path: Path) -> dict[str, Any]:
+    """Mark an arm failed when its process ended without recording its end (`how` it ended); keep what it
+    had written."""
     previous = read_results(run_dir) or {"run_dir": str(run_dir)}
     line = last_line(log_path)
-    error = _how_it_ended(returncode) + (f"; last log line: {line}" if line else "")
+    error = how + (f"; last log line: {line}" if line else "")
     record = {**previous, "status": "failed", "error": error[:500]}
     record.pop("schema", None)
     write_results(run_dir, record)
@@ -211,7 +212,7 @@ def run_arm(
         status = record.get("status") if record else None
         written_now = record is not None and results_path(run_dir).stat().st_mtime >= launched
         if held and status != "completed" and (not written_now or status not in ("failed", "pruned")):
-            record = _record_crash(run_dir, returncode, log_path)
+            record = record_crash(run_dir, _how_it_ended(returncode), log_path)
     status = record["status"] if record else "running"
     return ArmOutcome(run_dir, status, record, returncode, time.perf_counter() - t0)
 

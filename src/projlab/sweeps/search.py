@@ -5,8 +5,9 @@
 The YAML declares the study (see sweeps/lr_c_abstractor.yaml): `study`, `n_trials`, `direction`,
 `objective` (a dotted path in results.json, e.g. metrics.accuracy), `monitor` (the validation metric the
 pruner sees, default val/acc), `overrides` (fixed), `space` (key: {type: float|int|categorical, ...}),
-`sampler` ({type: tpe|random, seed, ...}), `pruner` ({type: median|threshold|..., ...}) and `enqueue` (points
-to try first, added when the study is created).
+`sampler` ({type: tpe|random, seed, ...}), `pruner` ({type: median|threshold|..., ...}), `enqueue` (points
+to try first, added when the study is created) and `heartbeat` ({interval_s, grace_s, max_retry}: a database
+server's heartbeat, `projlab.sweeps.storage.Heartbeat`).
 
 Storage: `sqlite:///<runs>/<study>/study.db` by default, any RDB URL, or `journal:<path>`. `--workers N` starts
 N worker processes, each running its own ask/tell loop on the storage until `n_trials` trials are finished
@@ -14,7 +15,12 @@ or running in total; `ask()` gives each worker its own trial. Each trial is `pro
 <sampled> sweep=<study> run_name=trial-<number> +optuna.storage=... +optuna.study=... +optuna.trial=<number>`
 in its own process; the objective is read from its results.json; the trial process reports to the pruner
 itself (projlab.sweeps.pruning). Re-running the command continues the study; trials left RUNNING by a
-dead worker on this host are marked failed first.
+dead worker on this host are marked failed first. On a database server (`--storage postgresql://...`, for
+workers on many nodes) each worker beats for its running trial instead: a trial whose worker died anywhere
+is marked failed when its heartbeat is `grace_s` old and run again as a new trial of the same parameters in
+the first one's folder (resuming from its checkpoint); a retried trial does not count twice in n_trials, and
+a worker that has asked its last trial waits for the others' running trials, so one that died is retried.
+With the override `launcher=slurm` each trial runs as a SLURM job (`projlab.sweeps.slurm`).
 """
 from __future__ import annotations
 
@@ -26,14 +32,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 from filelock import FileLock
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from projlab.cli import ArgumentParser, positive_int
@@ -41,9 +51,10 @@ from projlab.config import load_config
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping
 from projlab.sweeps import runner
-from projlab.sweeps.grid import ARM_DEFAULTS, check_arm, parse_with_overrides
+from projlab.sweeps.grid import ARM_DEFAULTS, Arm, check_arm, parse_with_overrides
+from projlab.sweeps.launcher import split_launcher
 from projlab.sweeps.pruning import DEFAULT_MONITOR, build_pruner
-from projlab.sweeps.storage import default_storage_url, normalise_url, open_storage
+from projlab.sweeps.storage import Heartbeat, default_storage_url, is_server, normalise_url, open_storage
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
@@ -61,6 +72,7 @@ class SearchSpec:
     sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 0})
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
 
 # ---- the spec ---------------------------------------------------------------------------------------
@@ -134,6 +146,13 @@ def load_search_spec(path: str | Path) -> SearchSpec:
     )
     build_sampler(spec.sampler, 0)
     build_pruner(spec.pruner)
+    beat = data.get("heartbeat") or {}
+    unknown = sorted(set(beat) - set(Heartbeat.__dataclass_fields__)) if isinstance(beat, dict) else ["?"]
+    if unknown:
+        raise UserError(f"search spec '{path}': heartbeat takes {', '.join(Heartbeat.__dataclass_fields__)}")
+    spec.heartbeat = Heartbeat(**{k: int(_number(v, f"heartbeat.{k}")) for k, v in beat.items()})
+    if not 0 < spec.heartbeat.interval_s < spec.heartbeat.grace_s:
+        raise UserError(f"search spec '{path}': heartbeat needs 0 < interval_s < grace_s")
     return spec
 
 
@@ -222,7 +241,7 @@ def _alive(pid: int) -> bool:
 def prepare_study(spec: SearchSpec, storage_url: str, study_dir: Path) -> optuna.Study:
     """Create or load the study, record its pruner and monitor for the trial processes, enqueue the spec's
     points on creation, and fail the trials a dead worker of this host left RUNNING."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, _heartbeat(spec, storage_url))
     new = spec.study not in optuna.study.get_all_study_names(storage)
     if new and study_dir.is_dir() and any(study_dir.glob("trial-*")):
         raise UserError(
@@ -242,6 +261,8 @@ def prepare_study(spec: SearchSpec, storage_url: str, study_dir: Path) -> optuna
     if new:
         for point in spec.enqueue:
             study.enqueue_trial({str(k): v for k, v in point.items()})
+    if is_server(storage_url):  # trials of dead workers fail by their heartbeat, and are retried
+        return study
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
@@ -267,11 +288,74 @@ def _tell(study: optuna.Study, trial: optuna.trial.Trial, spec: SearchSpec, outc
     return f"failed: {error}"
 
 
-def work(spec: SearchSpec, storage_url: str, n_trials: int, worker: int, extra: list[str]) -> int:
+def _heartbeat(spec: SearchSpec, storage_url: str) -> Heartbeat | None:
+    return spec.heartbeat if is_server(storage_url) else None
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count towards n_trials: finished or running, less the failed ones that were retried
+    (a retry, waiting or run, stands in for the trials it repeats)."""
+    trials = study.get_trials(deepcopy=False)
+    repeated = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return sum(t.state in COUNTED and t.number not in repeated for t in trials)
+
+
+@contextmanager
+def beating(storage: optuna.storages.BaseStorage, trial: optuna.trial.Trial, beat: Heartbeat | None) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while the trial runs (Optuna does so only in optimize())."""
+    if beat is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception as err:  # a passing database error: the next beat may get through
+                print(f"heartbeat of trial {trial.number}: {str(err).splitlines()[0]}", file=sys.stderr, flush=True)
+            if stop.wait(beat.interval_s):
+                return
+
+    thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def run_trial(
+    overrides: list[str], run_dir: Path, study: str, launcher: DictConfig | None,
+) -> runner.ArmOutcome:
+    """Run one trial where the launcher says: a process here, or a SLURM job (cancelled if the worker stops)."""
+    if launcher is None or launcher.name != "slurm":
+        return runner.run_arm(overrides, run_dir)
+    from projlab.sweeps import slurm
+
+    arm = Arm(run_dir.name, run_dir, tuple(overrides), 0)
+    outcomes = slurm.run_arms([arm], slurm.Queue(launcher, run_dir.parent, study), launcher,
+                              lambda *event: None, lambda jobs: None, cancel_on_stop=True)
+    return outcomes.get(arm.name) or runner.ArmOutcome(run_dir, "failed", {"error": "stopped"}, None, 0.0)
+
+
+def work(
+    spec: SearchSpec, storage_url: str, n_trials: int, worker: int, extra: list[str],
+    launcher: DictConfig | None = None,
+) -> int:
     """One worker's ask/tell loop until `n_trials` trials are counted in the study; returns an exit code."""
     runner.forward_signals()
+    beat = _heartbeat(spec, storage_url)
+    storage = open_storage(storage_url, beat)
     study = optuna.load_study(
-        study_name=spec.study, storage=open_storage(storage_url), sampler=build_sampler(spec.sampler, worker),
+        study_name=spec.study, storage=storage, sampler=build_sampler(spec.sampler, worker),
         pruner=build_pruner(spec.pruner),
     )
     runs_root = Path(load_config([*spec.overrides, *extra]).paths.runs_root)
@@ -279,16 +363,29 @@ def work(spec: SearchSpec, storage_url: str, n_trials: int, worker: int, extra: 
     me = f"{socket.gethostname()}:{os.getpid()}"
     while not runner.interrupted():
         with FileLock(str(study_dir / ".ask.lock")):  # count and ask as one step: no trial beyond n_trials
-            if len(study.get_trials(deepcopy=False, states=COUNTED)) >= n_trials:
-                break
-            trial = study.ask(spec.space)
-            trial.set_user_attr("worker", me)
+            if beat is not None:
+                _fail_stale(study)
+            if counted(study) >= n_trials:
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if beat is None or not running:
+                    break
+                trial = None  # others' trials still run: one of them may be a dead worker's, to be retried
+            else:
+                trial = study.ask(spec.space)
+                trial.set_user_attr("worker", me)
+        if trial is None:
+            time.sleep(beat.interval_s)
+            continue
+        first = storage.get_trial(trial._trial_id).system_attrs.get("failed_trial")
+        # a retry runs on in the first trial's folder, resuming from its checkpoint
+        folder = f"trial-{first if first is not None else trial.number}"
         overrides = [
-            *trial_overrides(spec, trial.params, extra), f"sweep={spec.study}", f"run_name=trial-{trial.number}",
+            *trial_overrides(spec, trial.params, extra), f"sweep={spec.study}", f"run_name={folder}",
             f"+optuna.storage={hydra_value(storage_url)}", f"+optuna.study={spec.study}",
             f"+optuna.trial={trial.number}",
         ]
-        outcome = runner.run_arm(overrides, study_dir / f"trial-{trial.number}")
+        with beating(storage, trial, beat):
+            outcome = run_trial(overrides, study_dir / folder, spec.study, launcher)
         text = _tell(study, trial, spec, outcome)
         params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         print(f"[worker {worker}] trial {trial.number} {params} ... {text} ({outcome.seconds:.0f} s)", flush=True)
@@ -334,7 +431,7 @@ def _start_workers(args: argparse.Namespace, storage_url: str, n_trials: int) ->
     base = [sys.executable, "-m", "projlab.sweeps.search", args.spec, "--storage", storage_url,
             "--n-trials", str(n_trials)]
     return [
-        subprocess.Popen([*base, "--worker-index", str(i), "--", *args.overrides], stdin=subprocess.DEVNULL)
+        subprocess.Popen([*base, "--worker-index", str(i), "--", *args.given], stdin=subprocess.DEVNULL)
         for i in range(args.workers)
     ]
 
@@ -355,10 +452,12 @@ def _wait_workers(procs: list[subprocess.Popen]) -> list[int]:
 def main(argv: list[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    args.given = list(args.overrides)  # the workers' command lines: launcher overrides included
+    launcher, args.overrides = split_launcher(args.overrides)
     spec = load_search_spec(args.spec)
     n_trials = args.n_trials or spec.n_trials
     if args.worker_index is not None:  # a worker started by the search command below
-        sys.exit(work(spec, args.storage, n_trials, args.worker_index, args.overrides))
+        sys.exit(work(spec, args.storage, n_trials, args.worker_index, args.overrides, launcher))
     study_dir = check_spec(spec, args.overrides) / spec.study
     study_dir.mkdir(parents=True, exist_ok=True)
     storage_url = normalise_url(args.storage or default_storage_url(study_dir))
@@ -366,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"search {spec.study}: {n_trials} trial(s), {args.workers} worker(s), storage {storage_url}", flush=True)
     t0 = time.perf_counter()
     if args.workers == 1:
-        codes = [work(spec, storage_url, n_trials, 0, args.overrides)]
+        codes = [work(spec, storage_url, n_trials, 0, args.overrides, launcher)]
     else:
         codes = _wait_workers(_start_workers(args, storage_url, n_trials))
     text, complete = report(study, spec)

@@ -79,7 +79,8 @@ class SweepView:
         self._thread.join()
         self.close()
 
-    def started(self, index: int, pid: int) -> None:
+    def started(self, index: int, pid: int | str) -> None:
+        """Arm `index` was launched: as process `pid`, or where the text says (a SLURM job)."""
         with self.lock:
             arm = self.arms[index - 1]
             arm.status, arm.launched, arm.progress, arm.quarter = "running", time.time(), None, 0
@@ -111,7 +112,7 @@ class SweepView:
     def line(self, arm: ArmState, event: str) -> str:
         return f"[{arm.index}/{len(self.arms)}] {arm.name} ... {event}"
 
-    def on_started(self, arm: ArmState, pid: int) -> None: ...
+    def on_started(self, arm: ArmState, pid: int | str) -> None: ...
 
     def on_progress(self, arm: ArmState) -> None: ...
 
@@ -126,8 +127,8 @@ class PlainView(SweepView):
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def on_started(self, arm: ArmState, pid: int) -> None:
-        self._print(self.line(arm, f"started (pid {pid})"))
+    def on_started(self, arm: ArmState, pid: int | str) -> None:
+        self._print(self.line(arm, f"started ({pid if isinstance(pid, str) else f'pid {pid}'})"))
 
     def on_progress(self, arm: ArmState) -> None:
         p = arm.progress
