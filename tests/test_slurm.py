@@ -89,7 +89,7 @@ def test_a_cancelled_job_resumes_and_a_restarted_driver_submits_no_arm_twice(run
 
 def test_a_slurm_sweep_gives_the_results_of_a_local_one(runs_dir):
     args = ["--projectors", "c_abstractor", "--tokens", "16,64", "--res", "112"]
-    local = grid(*args, "--name", "here", "--", *ARM)
+    local = grid(*args, "--name", "here", "--jobs", "2", "--", *ARM)  # one thread per arm, as each job
     assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-2000:]
     remote = grid(*args, "--name", "there", "--", *ARM, *SLURM)
     assert remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
