@@ -20,6 +20,7 @@ def quiet_third_party() -> None:
         ".*`training_step` returned `None`.*",
         ".*recommended to use `self.log\\(.*sync_dist=True.*",
         ".*returned a view tensor.*",
+        ".*The `srun` command is available.*",  # a local arm on a machine with SLURM; SLURM arms run under srun
     ):
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
