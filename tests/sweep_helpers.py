@@ -45,3 +45,17 @@ def running_arm(sweep_dir: Path) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     return next((a for a in arms if a.get("pid")), None)
+
+
+def pruning_spec(path: Path, study: str, n_trials: int) -> Path:
+    """A search whose ThresholdPruner(lower=2) prunes any reported accuracy from step 5 on: a 3-step trial (one
+    validation, at step 3) completes, a 9-step trial is pruned at its step-6 validation. Enqueued points make
+    both happen whatever the sampler draws."""
+    return write_spec(
+        path, study=study, n_trials=n_trials,
+        overrides=[*ARM, "projector=c_abstractor", "projector.num_visual_tokens=16"],
+        space={"stage.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+               "stage.max_steps": {"type": "categorical", "choices": [3, 9]}},
+        sampler={"type": "random", "seed": 0}, pruner={"type": "threshold", "lower": 2.0, "n_warmup_steps": 5},
+        enqueue=[{"stage.lr": 1e-3, "stage.max_steps": 3}, {"stage.lr": 3e-3, "stage.max_steps": 9}],
+    )

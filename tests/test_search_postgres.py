@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from postgres_server import Server
-from sweep_helpers import ARM, results, wait_for, write_spec
+from sweep_helpers import ARM, pruning_spec, results, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 COMPLETE, PRUNED, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL
@@ -43,14 +43,7 @@ def load(study: str, url: str) -> list[optuna.trial.FrozenTrial]:
 
 def test_two_workers_share_a_postgres_study_with_pruning(runs_dir, tmp_path, postgres):
     # as the SQLite test: ThresholdPruner(lower=2) prunes the 9-step trial at its step-6 validation
-    spec = write_spec(
-        tmp_path / "s.yaml", study="pg", n_trials=3, overrides=[*ARM, "projector=c_abstractor",
-                                                                "projector.num_visual_tokens=16"],
-        space={"stage.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-               "stage.max_steps": {"type": "categorical", "choices": [3, 9]}},
-        sampler={"type": "random", "seed": 0}, pruner={"type": "threshold", "lower": 2.0, "n_warmup_steps": 5},
-        enqueue=[{"stage.lr": 1e-3, "stage.max_steps": 3}, {"stage.lr": 3e-3, "stage.max_steps": 9}],
-    )
+    spec = pruning_spec(tmp_path / "s.yaml", "pg", 3)
     proc = search(spec, postgres, "--workers", "2")
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-3000:]

@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from conftest import TINY_RUN
-from sweep_helpers import ARM, grid, results, running_arm, wait_for, write_spec
+from sweep_helpers import ARM, grid, pruning_spec, results, running_arm, wait_for, write_spec
 from projlab.errors import UserError
 from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, parse_args, plan, spec_from_args
 from projlab.sweeps.naming import sweep_name
@@ -293,19 +293,10 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study_with_a_pruned_trial(runs_dir, tmp_path):
-    # ThresholdPruner(lower=2) prunes any reported accuracy from step 5 on: a 3-step trial (one validation,
-    # at step 3) completes, a 9-step trial is pruned at its step-6 validation. Enqueued points make both
-    # happen whatever the sampler draws.
+    # pruning_spec: the 3-step trial completes, the 9-step trial is pruned at its step-6 validation
     hook = "OptunaPruning" in Path(importlib.util.find_spec("projlab.train").origin).read_text()
     assert hook, "src/projlab/train.py does not yet add projlab.sweeps.pruning.OptunaPruning for +optuna.* runs"
-    path = write_spec(
-        tmp_path / "s.yaml", study="st", n_trials=4, overrides=[*ARM, "projector=c_abstractor",
-                                                                 "projector.num_visual_tokens=16"],
-        space={"stage.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-               "stage.max_steps": {"type": "categorical", "choices": [3, 9]}},
-        sampler={"type": "random", "seed": 0}, pruner={"type": "threshold", "lower": 2.0, "n_warmup_steps": 5},
-        enqueue=[{"stage.lr": 1e-3, "stage.max_steps": 3}, {"stage.lr": 3e-3, "stage.max_steps": 9}],
-    )
+    path = pruning_spec(tmp_path / "s.yaml", "st", 4)
     proc = subprocess.run([sys.executable, "-m", "projlab.sweeps.search", str(path), "--workers", "2"],
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
