@@ -14,7 +14,8 @@
 # # Figures
 # Accuracy against the number of visual tokens, the efficiency frontier (accuracy against step time), accuracy
 # per task category per projector at matched M, and the validation curves logged to TensorBoard. One colour
-# per projector in every figure (projlab.analysis.figures.PALETTE); error bars are the std over seeds.
+# per projector in every figure (its class's `colour`, projlab.analysis.figures.palette()); error bars are the
+# std over seeds.
 
 # %% tags=["parameters"]
 runs_root = "../runs"  # the runs root (env RUNS of make sweep)

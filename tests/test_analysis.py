@@ -19,8 +19,8 @@ import pytest
 
 from conftest import TINY_RUN
 from projlab.config import group_options
-from projlab.analysis.collect import PROJECTORS, SPATIAL, collect_curves, collect_predictions, collect_runs
-from projlab.analysis.figures import PALETTE
+from projlab.analysis.collect import SPATIAL, arm_order, collect_curves, collect_predictions, collect_runs
+from projlab.analysis.figures import palette
 from projlab.analysis.paper import load_paper_numbers, paper_comparison
 from projlab.analysis.render import to_latex, to_markdown, write_table
 from projlab.analysis.stats import mcnemar_exact, paired_bootstrap, significance
@@ -115,6 +115,20 @@ def test_a_run_that_died_before_its_config_still_gets_a_row(tmp_path):
     assert row["status"] == "failed" and row["error"] == "killed by SIGKILL"
     assert df.loc["blind-mall-r112-s0-joint", "status"] == "pruned"
     assert collect_runs(tmp_path / "nothing").empty
+
+
+def test_a_scrambled_run_is_read_back_from_its_folder_name_alone(tmp_path):
+    """The name format has one owner (`config.run_name` writes it, `parse_run_name` reads it): the scrambled
+    control's suffix is read back, and the row is the control's arm, not the projector's."""
+    from projlab.config import parse_run_name
+    from projlab.results import write_results
+
+    name = "mlp-mall-r112-s2-joint-scrambled"
+    assert parse_run_name(name) == {"projector": "mlp", "num_visual_tokens": None, "resolution": 112, "seed": 2,
+                                    "stage": "joint", "control": "scrambled"}
+    write_results(tmp_path / "s" / name, {"status": "failed", "error": "killed by SIGKILL"})
+    row = collect_runs(tmp_path).set_index("arm").loc[name]
+    assert (row["projector"], row["resolution"], row["seed"], row["stage"]) == ("scrambled", 112, 2, "joint")
 
 
 # ---- tables ---------------------------------------------------------------------------------------
@@ -218,9 +232,10 @@ def test_significance_pairs_questions_across_the_runs(runs):
 
 # ---- figures, paper numbers, the report -----------------------------------------------------------
 def test_one_colour_per_registry_name():
-    assert tuple(PALETTE) == PROJECTORS
-    assert set(group_options("projector")) <= set(PALETTE)  # one config per registered projector
-    assert len(set(PALETTE.values())) == len(PALETTE)
+    colours = palette()
+    assert list(colours) == arm_order()  # tables and figures list the arms in one order
+    assert set(group_options("projector")) <= set(colours)  # one config per registered projector
+    assert len(set(colours.values())) == len(colours)
 
 
 def test_paper_numbers_match_reference_and_match_no_tiny_run():

@@ -171,7 +171,7 @@ def test_stage_two_starts_from_stage_one(runs_dir):
 def test_the_folder_name_config_and_built_model_agree_at_two_resolutions(runs_dir):
     """RES=0 once trained at 112 px in a folder named r0: now each name-bearing key (projector, M, resolution,
     seed, stage) is read back from what was built, and must be what the folder name says."""
-    from projlab.analysis.collect import _from_name
+    from projlab.config import parse_run_name
 
     arms = {
         "c_abstractor-m16-r112-s0-joint": (["projector=c_abstractor", "projector.num_visual_tokens=16"], [16, 16]),
@@ -183,7 +183,8 @@ def test_the_folder_name_config_and_built_model_agree_at_two_resolutions(runs_di
         r = json.loads((runs_dir / "res" / name / "results.json").read_text())
         c = r["config"]
         assert c["grid"] == grid and c["resolution"] == grid[0] * 7  # the tiny tower's patch is 7 px
-        named = _from_name(name)
-        assert named == {k: c[k] for k in ("projector", "num_visual_tokens", "resolution", "seed", "stage")}
+        named = parse_run_name(name)
+        assert named == {**{k: c[k] for k in ("projector", "num_visual_tokens", "resolution", "seed", "stage")},
+                         "control": None}
         saved = (runs_dir / "res" / name / "config.yaml").read_text()
         assert f"resolution: {named['resolution']}" in saved

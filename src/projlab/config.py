@@ -6,7 +6,9 @@ multirun (each arm is its own process), and composition mistakes become one-line
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -88,11 +90,43 @@ def projector_knobs(cfg: DictConfig) -> dict:
 RUN_NAME_KEYS = ("projector", "projector.num_visual_tokens", "vision.resolution", "seed", "stage", "data.scramble")
 
 
+# The run-name format, `<projector>-m<M|all>-r<resolution>-s<seed>-<stage>[-scrambled]`: written by
+# `run_name` (its first four parts, `arm_label`, also label a sweep's arms before they are composed) and read
+# back by `parse_run_name`; nothing else knows it.
+SCRAMBLED = "scrambled"  # the data-side control: the layout cells of every image permuted (data.scramble)
+_RUN_NAME = re.compile(
+    rf"^(?P<projector>.+)-m(?P<tokens>\d+|all)-r(?P<res>\d+)-s(?P<seed>\d+)-(?P<stage>[^-]+)(?P<control>-{SCRAMBLED})?$"
+)
+
+
+def arm_label(projector: str, tokens: int | None, resolution: int, seed: int) -> str:
+    """`<projector>-m<M|all>-r<resolution>-s<seed>`: the run name without its stage (M unset: `all`)."""
+    return f"{projector}-m{'all' if tokens is None else tokens}-r{resolution}-s{seed}"
+
+
+def data_control(cfg: DictConfig) -> str | None:
+    """The data-side control a run is (`scrambled`), or None: tables show it in place of the projector."""
+    return SCRAMBLED if cfg.data.get("scramble") else None
+
+
 def run_name(cfg: DictConfig) -> str:
     """The arm's folder name, derived from what distinguishes arms (never from the clock)."""
     if cfg.get("run_name"):
         return str(cfg.run_name)
-    m = cfg.projector.get("num_visual_tokens")
-    tokens = "all" if m is None else str(m)
-    scrambled = "-scrambled" if cfg.data.get("scramble") else ""
-    return f"{cfg.projector.name}-m{tokens}-r{cfg.vision.resolution}-s{cfg.seed}-{cfg.stage.name}{scrambled}"
+    label = arm_label(cfg.projector.name, cfg.projector.get("num_visual_tokens"), cfg.vision.resolution, cfg.seed)
+    control = data_control(cfg)
+    return f"{label}-{cfg.stage.name}" + (f"-{control}" if control else "")
+
+
+def parse_run_name(name: str) -> dict[str, Any]:
+    """What a run's folder name tells (projector, num_visual_tokens (None for `all`), resolution, seed, stage,
+    control), or {} for a name of another form (a `run_name=` given by hand)."""
+    m = _RUN_NAME.match(name)
+    if not m:
+        return {}
+    tokens = m["tokens"]
+    return {
+        "projector": m["projector"], "num_visual_tokens": None if tokens == "all" else int(tokens),
+        "resolution": int(m["res"]), "seed": int(m["seed"]), "stage": m["stage"],
+        "control": SCRAMBLED if m["control"] else None,
+    }

@@ -7,27 +7,23 @@ Training curves come from the TensorBoard events under `<arm>/tb/`, per-question
 """
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+import projlab.projectors  # noqa: F401  (importing the package registers every projector)
+from projlab.config import SCRAMBLED, parse_run_name
 from projlab.data.spatial import CATEGORIES, PIXEL_CATEGORIES, SPATIAL_CATEGORIES
 from projlab.io import read_json
+from projlab.projectors.registry import projector_class, table_order
 from projlab.results import RESULTS_FILE, read_results
 
 SPATIAL = SPATIAL_CATEGORIES  # the tasks that need to know where a patch was
 PIXEL = PIXEL_CATEGORIES  # the tasks that need the pixels a low resolution loses
 CONTROLS = tuple(c for c in CATEGORIES if c not in SPATIAL and c not in PIXEL)  # what a bag of patches answers
-CONTROL_PROJECTORS = ("blind", "shuffle", "scrambled")
-# Registry names in the order tables list them (figures.PALETTE gives each its colour).
-PROJECTORS = (
-    "linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor",
-    "avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver", "c_abstractor_elastic",
-    "blind", "shuffle", "scrambled",
-)
+DATA_CONTROLS = (SCRAMBLED,)  # controls made by the data, not the projector: each is an arm of its own
 DEFAULT_TAGS = ("val/acc", *(f"val/acc_{c}" for c in CATEGORIES))
 
 CONFIG_KEYS = ("projector", "num_visual_tokens", "resolution", "seed", "stage", "preset")
@@ -41,7 +37,18 @@ RUN_COLUMNS = (
     *LOCALITY_KEYS,
 )
 RAW_COLUMNS = ("benchmarks", "by_tokens")  # dicts as results.json holds them (None where absent)
-_ARM_NAME = re.compile(r"^(?P<projector>.+)-m(?P<tokens>\d+|all)-r(?P<res>\d+)-s(?P<seed>\d+)-(?P<stage>[^-]+)$")
+
+
+def arm_order() -> list[str]:
+    """The arms' names in the order tables and figures list them: the registry's projectors, its controls,
+    then the data-side controls."""
+    return [*table_order(), *DATA_CONTROLS]
+
+
+def control_arms() -> list[str]:
+    """The arms that calibrate the instrument rather than compete: the registry's controls and the data-side
+    ones."""
+    return [*(n for n in table_order() if projector_class(n).is_control), *DATA_CONTROLS]
 
 
 def run_dirs(runs_root: str | Path, sweep: str | None = None) -> list[Path]:
@@ -51,24 +58,12 @@ def run_dirs(runs_root: str | Path, sweep: str | None = None) -> list[Path]:
     return sorted(p.parent for p in root.glob(pattern))
 
 
-def _from_name(arm: str) -> dict[str, Any]:
-    """What the folder name tells (a run that died before writing its config still has a name)."""
-    m = _ARM_NAME.match(arm)
-    if not m:
-        return {}
-    tokens = m["tokens"]
-    return {
-        "projector": m["projector"], "num_visual_tokens": None if tokens == "all" else int(tokens),
-        "resolution": int(m["res"]), "seed": int(m["seed"]), "stage": m["stage"],
-    }
-
-
 def run_row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """One flat row from one results.json."""
     config = record.get("config") or {}
     eff = record.get("efficiency") or {}
     metrics = record.get("metrics") or {}
-    guess = _from_name(run_dir.name)
+    guess = parse_run_name(run_dir.name)  # a run that died before writing its config still has a name
     row: dict[str, Any] = {
         "sweep": config.get("sweep") or run_dir.parent.name,
         "arm": run_dir.name,
@@ -77,8 +72,9 @@ def run_row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     }
     for key in CONFIG_KEYS:
         row[key] = config.get(key, guess.get(key))
-    if config.get("control"):  # a data-side control (the scrambled layout) is its own arm in every table
-        row["projector"] = config["control"]
+    control = config["control"] if "control" in config else guess.get("control")
+    if control:  # a data-side control (the scrambled layout) is its own arm in every table
+        row["projector"] = control
     row["llm"] = ((config.get("full") or {}).get("llm") or {}).get("name_or_path")
     row.update({key: eff.get(key) for key in EFFICIENCY_KEYS})
     row.update(accuracy=metrics.get("accuracy"), n=metrics.get("n"), train_loss_final=metrics.get("train_loss_final"))

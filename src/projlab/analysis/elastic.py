@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from projlab.analysis.collect import CONTROL_PROJECTORS, token_points
+from projlab.analysis.collect import control_arms, token_points
 from projlab.analysis.render import DASH, Table, missing, pm
 from projlab.analysis.stats import mean_std
 
@@ -28,7 +28,7 @@ def elastic_table(runs: pd.DataFrame, name: str = "elastic_vs_separate") -> Tabl
     """One row per (elastic projector, M of its set, separately trained projector at that M)."""
     points = token_points(runs)
     elastic, separate = points[points["elastic"]], points[~points["elastic"]]
-    separate = separate[~separate["projector"].isin(CONTROL_PROJECTORS)]
+    separate = separate[~separate["projector"].isin(control_arms())]
     display, data = [], []
     for (proj, m, res, stage), el in elastic.groupby(["projector", *KEYS], dropna=False, sort=True):
         el_acc, el_sd, el_n = mean_std(el["accuracy"])

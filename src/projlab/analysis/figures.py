@@ -1,6 +1,6 @@
 """The paper's figures from the collected frames (seaborn; PNG and PDF each).
 
-One colour per projector, the same in every figure (PALETTE, by registry name). Error bars are the sample
+One colour per projector, the same in every figure (`palette()`: each class's own). Error bars are the sample
 std over seeds and appear only where an arm has more than one completed seed.
 """
 from __future__ import annotations
@@ -14,41 +14,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from projlab.analysis.collect import CATEGORIES, PROJECTORS, SPATIAL, categories, token_points  # noqa: E402
+from projlab.analysis.collect import CATEGORIES, SPATIAL, arm_order, categories, token_points  # noqa: E402
+from projlab.config import SCRAMBLED  # noqa: E402
+from projlab.projectors.registry import projector_class  # noqa: E402
 
-# seaborn's colour-blind palette, one fixed colour per registry name (its last colour and seaborn's "dark"
-# palette for the projectors beyond Honeybee's); the controls in greys/light blue.
-PALETTE: dict[str, str] = {
-    "linear": "#0173B2",
-    "mlp": "#DE8F05",
-    "resampler": "#029E73",
-    "qformer": "#D55E00",
-    "c_abstractor": "#CC78BC",
-    "d_abstractor": "#CA9161",
-    "avgpool": "#ECE133",
-    "ldpv2": "#006374",
-    "pixel_shuffle": "#12711C",
-    "tokenpacker": "#8C0800",
-    "perceiver": "#591E71",
-    "c_abstractor_elastic": "#7D3C98",
-    "blind": "#949494",
-    "shuffle": "#56B4E9",
-    "scrambled": "#FBAFE4",
-}
-OTHER = "#000000"
+DATA_CONTROL_COLOURS = {SCRAMBLED: "#FBAFE4"}  # the projectors' colours are their classes' (`Projector.colour`)
+# for a projector whose class names no colour, in table order: seaborn's "dark" palette, then its "muted"
+SPARE = ("#001C7F", "#B1400D", "#12711C", "#8C0800", "#591E71", "#592F0D", "#A23582", "#3C3C3C", "#B8850A",
+         "#006374", "#4878D0", "#EE854A", "#6ACC64", "#D65F5F", "#956CB4", "#8C613C", "#DC7EC0", "#797979")
+OTHER = "#000000"  # a name no arm has
+
+
+def palette() -> dict[str, str]:
+    """Registry name (and data-side control) -> its colour, in table order: the same in every figure. A
+    projector whose class names no colour gets the first spare colour no other arm has."""
+    names = arm_order()
+    given = {n: projector_class(n).colour for n in names if n not in DATA_CONTROL_COLOURS}
+    given.update(DATA_CONTROL_COLOURS)
+    spare = iter(c for c in SPARE if c not in set(given.values()))
+    return {n: given[n] or next(spare, OTHER) for n in names}
 
 
 def colour(projector: str) -> str:
-    return PALETTE.get(projector, OTHER)
+    return palette().get(projector, OTHER)
 
 
 def palette_for(names) -> dict[str, str]:
-    return {n: colour(n) for n in names}
+    colours = palette()
+    return {n: colours.get(n, OTHER) for n in names}
 
 
 def projector_order(names) -> list[str]:
-    names = set(names)
-    return [p for p in PROJECTORS if p in names] + sorted(names - set(PROJECTORS))
+    names, order = set(names), arm_order()
+    return [p for p in order if p in names] + sorted(names - set(order))
 
 
 def m_label(m) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from projlab.analysis.collect import CONTROLS, PIXEL, PROJECTORS, SPATIAL, categories, token_points
+from projlab.analysis.collect import CONTROLS, PIXEL, SPATIAL, arm_order, categories, token_points
 from projlab.analysis.render import DASH, Table, count, missing, num, pm
 from projlab.analysis.stats import ALPHA, mean_std
 from projlab.evaluation.locality import K as KNN_K
@@ -23,7 +23,7 @@ LOSS_TOLERANCE = 0.02  # relative: final train loss within 2% of (or above) blin
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows by projector in registry order, then M, resolution, stage."""
-    rank = {p: i for i, p in enumerate(PROJECTORS)}
+    rank = {p: i for i, p in enumerate(arm_order())}
     key = frame.assign(_p=frame["projector"].map(lambda p: rank.get(p, len(rank))))
     by = ["_p", "projector", "num_visual_tokens", "resolution", "stage"]
     return key.sort_values(by, na_position="last").drop(columns="_p").reset_index(drop=True)

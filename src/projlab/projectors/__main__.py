@@ -14,7 +14,6 @@ own token set (FLOPs at its largest M), and `blind` emits none. The controls
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 
@@ -25,9 +24,6 @@ from projlab.errors import UserError, exit_on_user_error
 from projlab.projectors import available_projectors, build_projector
 from projlab.projectors.accounting import count_parameters, count_positional_parameters, projector_flops
 from projlab.projectors.registry import projector_class
-
-TOKEN_RULES_WITH_REQUEST = ("queries", "square")
-CONTROLS_MODULE = "projlab.projectors.controls"
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -56,19 +52,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _knobs(name: str, tokens: int, grid: tuple[int, int]) -> dict:
-    cls = projector_class(name)
-    if cls.token_rule == "set":  # an elastic projector: its default token set, the Ms the grid allows
-        fits = [m for m in cls.config_cls().token_set if math.isqrt(m) <= min(grid)] or [1]
-        return {"token_set": fits, "num_visual_tokens": max(fits)}
-    return {"num_visual_tokens": tokens} if cls.token_rule in TOKEN_RULES_WITH_REQUEST else {}
-
-
 def _row(name: str, args: argparse.Namespace) -> list[str]:
     try:
         with torch.device("meta"):
-            proj = build_projector(name, _knobs(name, args.tokens, args.grid), args.vision_dim, args.llm_dim,
-                                   args.grid)
+            knobs = projector_class(name).table_request(args.tokens, args.grid)
+            proj = build_projector(name, knobs, args.vision_dim, args.llm_dim, args.grid)
     except UserError:
         raise
     except (ValueError, AssertionError) as err:  # e.g. a width the heads do not divide
@@ -91,8 +79,8 @@ def _row(name: str, args: argparse.Namespace) -> list[str]:
 
 def table(args: argparse.Namespace) -> str:
     names = available_projectors()
-    arms = [n for n in names if projector_class(n).__module__ != CONTROLS_MODULE]
-    controls = [n for n in names if projector_class(n).__module__ == CONTROLS_MODULE]
+    arms = [n for n in names if not projector_class(n).is_control]
+    controls = [n for n in names if projector_class(n).is_control]
     rows, cols = args.grid
     header = ["projector", "M", "parameters", "of which pos_emb", "forward GFLOPs / sample", "init", "source"]
     lines = [

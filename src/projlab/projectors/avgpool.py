@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, build_mlp
+from projlab.projectors.base import build_mlp
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import SquareGrid
 
 
 @dataclass
@@ -25,8 +26,9 @@ class AvgPoolConfig:
 
 
 @register("avgpool", AvgPoolConfig)
-class AvgPoolProjector(Projector):
-    token_rule = "square"
+class AvgPoolProjector(SquareGrid):
+    table_rank = 70
+    colour = "#ECE133"
     source = "DeCo (arXiv 2405.20985)"
 
     def __init__(self, config: AvgPoolConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

@@ -1,5 +1,8 @@
-"""What every projector shares: its output token count, the grid it reads, its init scheme, and the layers
-several projectors build (positional embedding, float32 LayerNorm, readout MLP, head counts)."""
+"""The projector base class: what a projector is (its output token count, the grid it reads, its init scheme,
+and the facts about it the rest of the project reads from the class: its token rule, whether it is a control,
+its place and colour in tables and figures), and the layers several projectors build (positional embedding,
+float32 LayerNorm, readout MLP, head counts). Each projector wires those layers itself; the token rules other
+than learned queries are small base classes in `projlab.projectors.token_rules`."""
 from __future__ import annotations
 
 import contextlib
@@ -16,19 +19,24 @@ from projlab.projectors.init import check_scheme, reference_init
 class Projector(nn.Module):
     """Maps patch features (B, N, C_vision) on a fixed (rows, cols) grid to visual tokens (B, M, C_llm).
 
-    `num_visual_tokens` (M) is derived once, at build time, by `resolve_num_visual_tokens`; nothing else
-    recomputes it. `token_set` lists every M the projector serves: (M,) for all but an elastic projector,
-    which serves several with one set of weights; `emitting(m)` makes it emit another M of its set for a while
-    (`num_visual_tokens` always says the count it emits now).
+    `num_visual_tokens` (M) is derived once, at build time, by `resolve_num_visual_tokens`, the class's token
+    rule; nothing else recomputes it. `token_set` lists every M the projector serves: (M,) for all but an
+    elastic projector, which serves several with one set of weights; `emitting(m)` makes it emit another M of
+    its set for a while (`num_visual_tokens` always says the count it emits now).
+
+    The class attributes are the only record of these facts: sweeps, tables, figures and the --table read
+    them here, so adding a projector is its own file (and its yaml).
     """
 
     registry_name: ClassVar[str]
     config_cls: ClassVar[type]
-    # How M follows from the request: "queries" (any M >= 1), "square" (s*s, s <= grid side),
-    # "blocks" (M = N / r^2, the grid cut into r x r blocks; unset: r = 2), "all_patches" (M = N),
-    # "none" (M = 0), "set" (elastic: each M of the config's `token_set` a square, M one of them; a sweep's
-    # token list leaves it alone, as it does M = N).
+    # The rule's name, shown in tables and labels; the rule itself is `resolve_num_visual_tokens`. This base
+    # class's rule: learned queries, any M >= 1.
     token_rule: ClassVar[str] = "queries"
+    takes_token_request: ClassVar[bool] = True  # a sweep's token list sets its M (else it runs once per grid)
+    is_control: ClassVar[bool] = False  # a control of the instrument: tables list it after the projectors
+    table_rank: ClassVar[int] = 1000  # place in tables and figures (ties: by name); controls come last
+    colour: ClassVar[str | None] = None  # in every figure; None: one of the spare colours (`analysis.figures`)
     source: ClassVar[str] = ""  # the paper or codebase whose design it follows (the --table's last column)
 
     def __init__(self, config: Any, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
@@ -64,20 +72,8 @@ class Projector(nn.Module):
 
     @classmethod
     def resolve_num_visual_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
-        """The number of visual tokens M this projector emits for `requested` on `grid`, or a UserError."""
-        rule = {
-            "queries": cls._any_positive,
-            "square": cls._square_tokens,
-            "blocks": cls._block_tokens,
-            "all_patches": cls._all_patches,
-            "none": cls._no_tokens,
-            "set": cls._square_tokens,  # each M of the set, and M itself, a square (`served_tokens`: of the set)
-        }[cls.token_rule]
-        return rule(requested, grid)
-
-    @classmethod
-    def _any_positive(cls, requested: int | None, grid: tuple[int, int]) -> int:
-        """Rule for learned-query projectors: any positive M."""
+        """The number of visual tokens M this projector emits for `requested` on `grid`, or a UserError.
+        Learned queries: any positive M (a token rule class overrides this)."""
         if requested is None or int(requested) < 1:
             raise UserError(
                 f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed; "
@@ -86,53 +82,10 @@ class Projector(nn.Module):
         return int(requested)
 
     @classmethod
-    def _square_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
-        """Rule for grid-pooling projectors: a perfect square M = s*s with s <= each grid side."""
-        side = int(math.isqrt(int(requested))) if requested is not None and int(requested) > 0 else 0
-        rows, cols = grid
-        if requested is None or int(requested) < 1 or side * side != int(requested) or side > min(rows, cols):
-            squares = ", ".join(str(s * s) for s in range(1, min(rows, cols) + 1))
-            raise UserError(
-                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed on a "
-                f"{rows}x{cols} patch grid; allowed: a perfect square up to {min(rows, cols) ** 2} ({squares})"
-            )
-        return int(requested)
-
-    @classmethod
-    def _block_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
-        """Rule for projectors that merge each r x r block of the grid into one token: M = (rows / r) *
-        (cols / r) for an integer r dividing both sides; unset: r = 2 (InternVL's and TokenPacker's default)."""
-        rows, cols = grid
-        sides = block_sides(grid)
-        by_side = {r: m for m, r in sides.items()}
-        m = by_side.get(DEFAULT_BLOCK) if requested is None else int(requested)
-        if m not in sides:
-            shown = "unset" if requested is None else str(requested)
-            raise UserError(
-                f"projector {cls.registry_name!r}: num_visual_tokens={shown} is not allowed on a {rows}x{cols} "
-                f"patch grid; allowed: N / r^2 for r dividing both sides ({', '.join(map(str, sides))})"
-            )
-        return m
-
-    @classmethod
-    def _all_patches(cls, requested: int | None, grid: tuple[int, int]) -> int:
-        """Rule for per-patch projectors: M = N, the number of patches; any other request is an error."""
-        n = grid[0] * grid[1]
-        if requested is not None and int(requested) != n:
-            raise UserError(
-                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed; it keeps "
-                f"every patch, so M = N = {n} on a {grid[0]}x{grid[1]} grid (leave it unset or give {n})"
-            )
-        return n
-
-    @classmethod
-    def _no_tokens(cls, requested: int | None, grid: tuple[int, int]) -> int:
-        if requested not in (None, 0):
-            raise UserError(
-                f"projector {cls.registry_name!r}: num_visual_tokens={requested} is not allowed; "
-                "it emits no visual tokens (leave it unset or give 0)"
-            )
-        return 0
+    def table_request(cls, tokens: int, grid: tuple[int, int]) -> dict[str, Any]:
+        """The knobs `python -m projlab.projectors --table --tokens M` builds it with on `grid`: M where it
+        takes a token request, else its own default."""
+        return {"num_visual_tokens": tokens} if cls.takes_token_request else {}
 
     # ---- settings and init -------------------------------------------------------------------
     @classmethod

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import PositionalEmbedding, Projector, build_mlp
+from projlab.projectors.base import PositionalEmbedding, build_mlp
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import SquareGrid
 
 
 @dataclass
@@ -74,8 +75,9 @@ def reg_stage(depth: int, in_dim: int, out_dim: int, se_ratio: float) -> nn.Sequ
 
 
 @register("c_abstractor", CAbstractorConfig)
-class CAbstractor(Projector):
-    token_rule = "square"
+class CAbstractor(SquareGrid):
+    table_rank = 50
+    colour = "#CC78BC"
     source = "Honeybee (arXiv 2312.06742)"
 
     def __init__(self, config: CAbstractorConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

@@ -16,6 +16,7 @@ it alone). It shares every weight name with `c_abstractor`, so a c_abstractor ch
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,10 @@ class ElasticCAbstractorConfig(CAbstractorConfig):
 
 @register("c_abstractor_elastic", ElasticCAbstractorConfig)
 class ElasticCAbstractor(CAbstractor):
-    token_rule = "set"
+    token_rule = "set"  # each M of the config's `token_set`, a square
+    takes_token_request = False  # its M comes from its token set, not a sweep's token list
+    table_rank = 120
+    colour = "#7D3C98"
     source = "Honeybee's C-Abstractor; token counts nested as Matryoshka Multimodal Models (arXiv 2405.17430)"
 
     @classmethod
@@ -51,3 +55,9 @@ class ElasticCAbstractor(CAbstractor):
             raise UserError(f"projector {cls.registry_name!r}: num_visual_tokens={config.num_visual_tokens} is "
                             f"not one of token_set {list(served)}; give one of them")
         return served
+
+    @classmethod
+    def table_request(cls, tokens: int, grid: tuple[int, int]) -> dict[str, Any]:
+        """Its default token set, the Ms the grid allows (the --table's FLOPs: at the largest)."""
+        fits = [m for m in cls.config_cls().token_set if math.isqrt(m) <= min(grid)] or [1]
+        return {"token_set": fits, "num_visual_tokens": max(fits)}

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from projlab.projectors.base import Projector
 from projlab.projectors.mlp import MLPConfig, MLPProjector
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import NoTokens
 
 
 @dataclass
@@ -24,8 +24,10 @@ class BlindConfig:
 
 
 @register("blind", BlindConfig)
-class Blind(Projector):
-    token_rule = "none"
+class Blind(NoTokens):
+    is_control = True
+    table_rank = 10
+    colour = "#949494"
     source = "control: no visual tokens"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,6 +38,9 @@ class Blind(Projector):
 
 @register("shuffle", MLPConfig)
 class ShuffledPatches(MLPProjector):
+    is_control = True
+    table_rank = 20
+    colour = "#56B4E9"
     source = "control: the MLP on patches in a fresh random order"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from projlab.projectors.base import PositionalEmbedding, Projector, attention_heads, build_mlp
+from projlab.projectors.base import PositionalEmbedding, attention_heads, build_mlp
 from projlab.projectors.deformable_attention import MultiScaleDeformableAttention
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import SquareGrid
 
 
 @dataclass
@@ -86,8 +87,9 @@ def grid_points(side: int, grid: tuple[int, int], span: str) -> torch.Tensor:
 
 
 @register("d_abstractor", DAbstractorConfig)
-class DAbstractor(Projector):
-    token_rule = "square"
+class DAbstractor(SquareGrid):
+    table_rank = 60
+    colour = "#CA9161"
     source = "Honeybee (arXiv 2312.06742)"
 
     def __init__(self, config: DAbstractorConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

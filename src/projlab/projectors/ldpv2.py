@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, build_mlp
+from projlab.projectors.base import build_mlp
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import SquareGrid
 
 
 @dataclass
@@ -25,8 +26,9 @@ class LDPv2Config:
 
 
 @register("ldpv2", LDPv2Config)
-class LDPv2(Projector):
-    token_rule = "square"
+class LDPv2(SquareGrid):
+    table_rank = 80
+    colour = "#006374"
     source = "MobileVLM V2's LDPv2 (arXiv 2402.03766)"
 
     def __init__(self, config: LDPv2Config, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

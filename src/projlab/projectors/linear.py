@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import PerPatch
 
 
 @dataclass
@@ -17,8 +17,9 @@ class LinearConfig:
 
 
 @register("linear", LinearConfig)
-class LinearProjector(Projector):
-    token_rule = "all_patches"
+class LinearProjector(PerPatch):
+    table_rank = 10
+    colour = "#0173B2"
     source = "LLaVA (arXiv 2304.08485)"
 
     def __init__(self, config: LinearConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from projlab.projectors.base import Projector, build_mlp
+from projlab.projectors.base import build_mlp
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import PerPatch
 
 
 @dataclass
@@ -22,8 +23,9 @@ class MLPConfig:
 
 
 @register("mlp", MLPConfig)
-class MLPProjector(Projector):
-    token_rule = "all_patches"
+class MLPProjector(PerPatch):
+    table_rank = 20
+    colour = "#DE8F05"
     source = "LLaVA-1.5 (arXiv 2310.03744)"
 
     def __init__(self, config: MLPConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

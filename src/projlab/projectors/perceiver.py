@@ -22,7 +22,7 @@ from projlab.projectors.registry import register
 
 @dataclass
 class PerceiverConfig:
-    num_visual_tokens: int = 64  # M learned latents (Flamingo and Idefics2: 64)
+    num_visual_tokens: int = 144  # M learned latents (Flamingo and Idefics2 use 64)
     depth: int = 6  # Flamingo: 6; Idefics2: 3
     num_heads: int | None = None  # None: width // head_dim (16 at the paper's 1024)
     head_dim: int = 64
@@ -51,7 +51,8 @@ class PerceiverLayer(nn.Module):
 
 @register("perceiver", PerceiverConfig)
 class Perceiver(Projector):
-    token_rule = "queries"
+    table_rank = 110
+    colour = "#591E71"
     source = "Flamingo (arXiv 2204.14198); Idefics2 (arXiv 2405.02246)"
 
     def __init__(self, config: PerceiverConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

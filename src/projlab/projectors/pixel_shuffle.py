@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, block_sides, build_mlp
+from projlab.projectors.base import block_sides, build_mlp
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import Blocks
 
 
 @dataclass
@@ -36,8 +37,9 @@ def space_to_depth(x: torch.Tensor, grid: tuple[int, int], r: int) -> torch.Tens
 
 
 @register("pixel_shuffle", PixelShuffleConfig)
-class PixelShuffle(Projector):
-    token_rule = "blocks"
+class PixelShuffle(Blocks):
+    table_rank = 90
+    colour = "#12711C"
     source = "InternVL 1.5 (arXiv 2404.16821); Idefics3, SmolVLM, nanoVLM"
 
     def __init__(self, config: PixelShuffleConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

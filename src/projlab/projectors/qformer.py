@@ -19,7 +19,7 @@ from projlab.projectors.registry import register
 
 @dataclass
 class QFormerConfig:
-    num_visual_tokens: int = 32  # M query tokens (BLIP-2 uses 32)
+    num_visual_tokens: int = 144  # M query tokens (BLIP-2 uses 32; the study matches M = 144)
     depth: int = 6
     num_heads: int | None = None  # None: width // head_dim (16 at the paper's 1024)
     head_dim: int = 64
@@ -32,7 +32,8 @@ class QFormerConfig:
 
 @register("qformer", QFormerConfig)
 class QFormer(Projector):
-    token_rule = "queries"
+    table_rank = 40
+    colour = "#D55E00"
     source = "BLIP-2 (arXiv 2301.12597)"
 
     def __init__(self, config: QFormerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

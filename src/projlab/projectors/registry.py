@@ -1,7 +1,9 @@
 """The projector registry: a stable name -> (class, typed config).
 
-A projector registers itself in its own file with `@register("name", ConfigClass)`; adding one never
-touches model code. The registry name is what configs, results and tables use.
+A projector registers itself in its own file with `@register("name", ConfigClass)`; the package imports
+every module in its folder (`projlab.projectors.discover`), so adding one is a new file and nothing else. The
+registry name is what configs, results and tables use; `table_order` is the order tables and figures list
+them in, from each class's `is_control` and `table_rank`.
 """
 from __future__ import annotations
 
@@ -32,8 +34,18 @@ def available_projectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def table_order() -> list[str]:
+    """Every registered name in the order tables and figures list them: the projectors, then the controls,
+    each by `table_rank`, then name."""
+    def key(name: str) -> tuple[bool, int, str]:
+        cls = _REGISTRY[name][0]
+        return cls.is_control, cls.table_rank, name
+
+    return sorted(_REGISTRY, key=key)
+
+
 def projector_class(name: str) -> type["Projector"]:
-    """The class registered as `name` (its `token_rule` and `resolve_num_visual_tokens` say what M it makes)."""
+    """The class registered as `name` (its `resolve_num_visual_tokens`, the token rule, says what M it makes)."""
     if name not in _REGISTRY:
         raise UserError(f"unknown projector {name!r}; known: {', '.join(available_projectors())}")
     return _REGISTRY[name][0]

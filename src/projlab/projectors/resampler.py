@@ -21,7 +21,7 @@ from projlab.projectors.registry import register
 
 @dataclass
 class ResamplerConfig:
-    num_visual_tokens: int = 64  # M learned queries (the reference's default)
+    num_visual_tokens: int = 144  # M learned queries (the reference's default is 64; the study matches M = 144)
     depth: int = 6
     hidden_size: int | None = None  # the layers' width (the reference's hidden_size); None: the vision width
     num_heads: int | None = None  # None: width // head_dim (16 at the paper's 1024)
@@ -65,7 +65,8 @@ class ResamplerLayer(nn.Module):
 
 @register("resampler", ResamplerConfig)
 class Resampler(Projector):
-    token_rule = "queries"
+    table_rank = 30
+    colour = "#029E73"
     source = "Honeybee's baseline after mPLUG-Owl's abstractor (arXiv 2304.14178)"
 
     def __init__(self, config: ResamplerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from projlab.projectors.base import Projector, attention_heads, block_sides, build_mlp
+from projlab.projectors.base import attention_heads, block_sides, build_mlp
 from projlab.projectors.pixel_shuffle import space_to_depth
 from projlab.projectors.registry import register
+from projlab.projectors.token_rules import Blocks
 
 
 @dataclass
@@ -34,8 +35,9 @@ class TokenPackerConfig:
 
 
 @register("tokenpacker", TokenPackerConfig)
-class TokenPacker(Projector):
-    token_rule = "blocks"
+class TokenPacker(Blocks):
+    table_rank = 100
+    colour = "#8C0800"
     source = "TokenPacker (arXiv 2407.02392)"
 
     def __init__(self, config: TokenPackerConfig, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:

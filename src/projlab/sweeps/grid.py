@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from projlab.cli import ArgumentParser, positive_int
-from projlab.config import load_config, run_name
+from projlab.config import arm_label, load_config, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import read_yaml_mapping, write_json
 from projlab.results import read_results
@@ -51,7 +51,6 @@ from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.view import open_view
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
-FIXED_M_RULES = ("all_patches", "none", "set")  # token rules where M does not follow a sweep's token list
 RESERVED = ("sweep", "run_name")  # set by the sweep itself
 ARM_DEFAULTS = ["trainer.progress_bar=false"]  # an arm writes to a log file: no live bar (overridable)
 
@@ -139,12 +138,12 @@ def load_spec(path: str | Path) -> GridSpec:
 
 
 # ---- expansion and validation ------------------------------------------------------------------------
-def _token_rules() -> dict[str, str]:
-    """Registry name -> token rule ("queries", "square", "blocks", "all_patches", "none")."""
+def _takes_tokens() -> dict[str, bool]:
+    """Registry name -> whether a sweep's token list sets its M (`Projector.takes_token_request`)."""
     import projlab.projectors  # noqa: F401  (importing the package registers every projector)
     from projlab.projectors.registry import available_projectors, projector_class
 
-    return {name: projector_class(name).token_rule for name in available_projectors()}
+    return {name: projector_class(name).takes_token_request for name in available_projectors()}
 
 
 class Planned(NamedTuple):
@@ -160,12 +159,12 @@ class Planned(NamedTuple):
 def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Planned]:
     """The arms of `spec` before any validation, in projector x tokens x res x seed order; unknown
     projectors are kept (once per resolution x seed) so that `plan` can report them. Composes nothing."""
-    rules = _token_rules()
+    takes = _takes_tokens()
     arms: list[Planned] = []
     for proj in spec.projectors:
-        fixed = rules.get(proj, "none") in FIXED_M_RULES
+        fixed = not takes.get(proj, False)
         for tokens, res, seed in itertools.product([None] if fixed else spec.tokens, spec.res, spec.seeds):
-            label = f"{proj}-m{'all' if tokens is None else tokens}-r{res}-s{seed}"
+            label = arm_label(proj, tokens, res, seed)
             ovr = [*ARM_DEFAULTS, *spec.overrides, f"projector={proj}"]
             if tokens is not None:
                 ovr.append(f"projector.num_visual_tokens={tokens}")
@@ -173,7 +172,8 @@ def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Plan
             ovr.append(f"sweep={spec.name}")
             arms.append(Planned(proj, label, ovr))
     for control, control_ovr in spec.controls.items():
-        proj = next((o.partition("=")[2] for o in control_ovr if o.startswith("projector=")), "c_abstractor")
+        # the projector it names, else "" (the configs' default projector, checked when the arm is composed)
+        proj = next((o.partition("=")[2] for o in control_ovr if o.startswith("projector=")), "")
         for res, seed in itertools.product(spec.res, spec.seeds):
             ovr = [*ARM_DEFAULTS, *spec.overrides, *control_ovr, f"vision.resolution={res}", f"seed={seed}", *extra]
             arms.append(Planned(proj, f"{control}-r{res}-s{seed}", [*ovr, f"sweep={spec.name}"]))
@@ -204,14 +204,14 @@ def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
             raise UserError(f"override {ov!r}: the sweep sets {ov.partition('=')[0]} itself (use --name)")
     if not spec.projectors or not spec.res or not spec.seeds:
         raise UserError("empty grid: give at least one projector, resolution and seed")
-    if not spec.tokens and any(r not in FIXED_M_RULES for r in map(_token_rules().get, spec.projectors)):
+    known = _takes_tokens()
+    if not spec.tokens and any(known.get(p, False) for p in spec.projectors):
         raise UserError("no token counts: give --tokens (or tokens: in the spec)")
-    known = _token_rules()
     problems = [
         ("", f"{p}: unknown projector; known: {', '.join(sorted(known))}") for p in dict.fromkeys(spec.projectors)
         if p not in known
     ]
-    return validate([a for a in expand(spec, extra) if a.projector in known], spec.name, problems)
+    return validate([a for a in expand(spec, extra) if not a.projector or a.projector in known], spec.name, problems)
 
 
 def validate(planned: list[Planned], sweep: str, problems: list[tuple[str, str]] | None = None) -> list[Arm]:
@@ -459,7 +459,7 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
 def default_name(spec: GridSpec, given: set[str]) -> str:
     """The projectors (and controls), M where a projector takes it, and resolution and seeds where `given`
     on the command line: `c_abstractor-m64_144_256`, `c_abstractor_resampler-m16-r112_168-s0_1`."""
-    takes_m = any(_token_rules().get(p, "none") not in FIXED_M_RULES for p in spec.projectors)
+    takes_m = any(_takes_tokens().get(p, False) for p in spec.projectors)
     axes: list[tuple[str, list]] = [("projector", [*spec.projectors, *spec.controls])]
     if takes_m and spec.tokens:
         axes.append(("projector.num_visual_tokens", spec.tokens))
