@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -27,9 +29,30 @@ def config_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "experiments"
 
 
-def group_options(group: str) -> list[str]:
+def _yaml_options(group: str) -> list[str]:
     folder = config_dir() / group
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its yaml files, and for `projector` every registered projector."""
+    if group == "projector":
+        return sorted({*_yaml_options(group), *_projector_options()})
+    return _yaml_options(group)
+
+
+def _projector_options() -> list[str]:
+    """Every registered projector's name, each a `projector=` option: one without a yaml of its own gets a node
+    made of its config dataclass's defaults, so that a projector is one file (a yaml, where there is one, is
+    used instead, and holds the same defaults: tests/test_projectors.py)."""
+    import projlab.projectors  # noqa: F401  (registers every projector; here, not at the top: it imports torch)
+    from projlab.projectors.registry import available_projectors, projector_class
+
+    store, with_yaml = ConfigStore.instance(), set(_yaml_options("projector"))
+    for name in available_projectors():
+        if name not in with_yaml:
+            store.store(group="projector", name=name, node={"name": name, **asdict(projector_class(name).config_cls())})
+    return available_projectors()
 
 
 def _check_group_choices(overrides: list[str]) -> None:
@@ -48,6 +71,7 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     """The resolved run configuration for `overrides` (Hydra syntax: `group=option`, `key.sub=value`),
     every setting checked against the rules of `projlab.schema` (a broken one is a one-line UserError)."""
     overrides = list(overrides or [])
+    _projector_options()
     _check_group_choices(overrides)
     GlobalHydra.instance().clear()
     try:
