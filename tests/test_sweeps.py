@@ -358,3 +358,64 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
     for arm in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint"):
         record = results(runs_dir_q / arm)
         assert record["status"] == "failed" and record["error"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one set of checks before any launch, local or SLURM
+# ---------------------------------------------------------------------------------------------------------
+class _NoClusterQueue:
+    """What `slurm.run_arms` asks of its queue, without a SLURM server: no job is live, and a submission is a
+    test failure (an arm refused before launch must never reach sbatch)."""
+
+    def __init__(self, sweep_dir: Path, sweep: str) -> None:
+        self.folder, self.sweep = sweep_dir / ".slurm", sweep
+
+    def live(self) -> dict:
+        return {}
+
+    def submit(self, arm: str, overrides: list[str], run_dir: Path):
+        raise AssertionError(f"{arm} was submitted")
+
+
+def test_an_arm_whose_folder_got_a_run_of_other_settings_is_refused_by_both_launchers(runs_dir):
+    """After the sweep validated its arms, another process completed a run of other settings in one arm's
+    folder: the local launcher and the SLURM one refuse it the same way (`runner.settled`), neither launches."""
+    from omegaconf import OmegaConf
+
+    from projlab.results import write_results
+    from projlab.sweeps import runner, slurm
+
+    (arm,) = plan(GridSpec(name="twice", projectors=["c_abstractor"], tokens=[16], res=[112]), ARM)
+    other = OmegaConf.create(arm.config)
+    other.stage.lr = 0.5
+    arm.run_dir.mkdir(parents=True)
+    OmegaConf.save(other, arm.run_dir / "config.yaml")
+    write_results(arm.run_dir, {"status": "completed", "metrics": {"accuracy": 0.5}})
+
+    local = runner.run_arm(list(arm.overrides), arm.run_dir, rerun=arm.rerun, expected=arm.config)
+    events = []
+    queue = _NoClusterQueue(arm.run_dir.parent, "twice")
+    on_slurm = slurm.run_arms([arm], queue, OmegaConf.create({"poll_s": 0, "retries": 0}),
+                              lambda *event: events.append(event[1]), lambda jobs: None)[arm.name]
+    for outcome in (local, on_slurm):
+        assert outcome.status == "failed" and outcome.returncode is None and not outcome.skipped
+        assert "holds a run of other settings" in outcome.error and "stage.lr" in outcome.error
+    assert on_slurm.error == local.error and events == ["ended"]
+    assert not (arm.run_dir / runner.LOG_FILE).exists()  # nothing was launched here either
+
+
+def test_every_shipped_sweep_spec_loads_with_its_spec_class_and_unknown_keys_are_refused(tmp_path):
+    from projlab.sweeps.specs import CalibrationSpec, load_calibration_spec
+
+    folder = DEFAULT_SPEC.parent
+    loaders = {"calibration": load_calibration_spec, "lr_c_abstractor": load_search_spec}
+    for path in sorted(folder.glob("*.yaml")):
+        spec = loaders.get(path.stem, load_spec)(path)
+        assert getattr(spec, "name", getattr(spec, "study", None)), path.name
+    calibration = load_calibration_spec(folder / "calibration.yaml")
+    assert isinstance(calibration, CalibrationSpec) and "blind" in calibration.arms and calibration.matched_tokens
+    for loader, kind in ((load_spec, "sweep spec"), (load_calibration_spec, "calibration spec"),
+                         (load_search_spec, "search spec")):
+        bad = write_spec(tmp_path / "bad.yaml", tokes=[16])
+        with pytest.raises(UserError, match=f"^{kind} '.*': unknown key 'tokes'"):
+            loader(bad)

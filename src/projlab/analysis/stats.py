@@ -27,11 +27,6 @@ def mean_std(values: pd.Series) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, int(len(v))
 
 
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of an accuracy p measured on n questions: the noise floor of one cell."""
-    return math.sqrt(p * (1 - p) / n) if n else math.nan
-
-
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value: b = pairs only A got right, c = pairs only B got right."""
     n = b + c

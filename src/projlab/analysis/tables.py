@@ -108,15 +108,21 @@ def efficiency_table(runs: pd.DataFrame, name: str = "efficiency") -> Table:
 
 
 # ---- (b) spatial tasks at matched M, with the ignores-image flag (d) --------------------------
-def _blind_losses(runs: pd.DataFrame) -> pd.DataFrame:
+def blind_losses(runs: pd.DataFrame) -> pd.DataFrame:
+    """The completed blind runs' final train losses: seed, stage, resolution, train_loss_final."""
     blind = runs[(runs["projector"] == "blind") & (runs["status"] == "completed")]
     return blind[["seed", "stage", "resolution", "train_loss_final"]].dropna(subset=["train_loss_final"])
 
 
-def ignores_image(group: pd.DataFrame, blind: pd.DataFrame, tol: float = LOSS_TOLERANCE) -> str:
-    """Per seed: the arm's final train loss is not below the blind control's (same seed, same stage; the same
-    resolution when there is one) by more than `tol` (relative): the arm sits on the plateau where the
-    image is not used. Returns 'yes (k/n seeds)', 'no' or '—' (no blind run to compare with)."""
+def on_plateau(loss: float, blind_loss: float, tol: float = LOSS_TOLERANCE) -> bool:
+    """The plateau rule: a final train loss not below the blind control's by more than `tol` (relative) means
+    the run sits on the plateau where the image is not used."""
+    return float(loss) >= blind_loss - tol * abs(blind_loss)
+
+
+def plateau_flags(group: pd.DataFrame, blind: pd.DataFrame, tol: float = LOSS_TOLERANCE) -> list[tuple[int, bool]]:
+    """(seed, on the plateau) for each completed run of `group` that has a blind run to compare with (same seed,
+    same stage; the same resolution when there is one). `blind`: `blind_losses`' columns."""
     flags = []
     for _, run in group[group["status"] == "completed"].iterrows():
         ref = blind[(blind["seed"] == run["seed"]) & (blind["stage"] == run["stage"])]
@@ -124,8 +130,15 @@ def ignores_image(group: pd.DataFrame, blind: pd.DataFrame, tol: float = LOSS_TO
             ref = ref[ref["resolution"] == run["resolution"]]
         if ref.empty or missing(run["train_loss_final"]):
             continue
-        lb = float(ref["train_loss_final"].iloc[0])
-        flags.append(float(run["train_loss_final"]) >= lb - tol * abs(lb))
+        blind_loss = float(ref["train_loss_final"].iloc[0])
+        flags.append((int(run["seed"]), on_plateau(run["train_loss_final"], blind_loss, tol)))
+    return flags
+
+
+def ignores_image(group: pd.DataFrame, blind: pd.DataFrame, tol: float = LOSS_TOLERANCE) -> str:
+    """Per seed, the plateau rule (`on_plateau`) against the blind control: 'yes (k/n seeds)', 'no' or '—' (no
+    blind run to compare with)."""
+    flags = [flag for _, flag in plateau_flags(group, blind, tol)]
     if not flags:
         return DASH
     k = sum(flags)
@@ -141,7 +154,7 @@ def spatial_table(runs: pd.DataFrame, name: str = "spatial", tol: float = LOSS_T
     pixel = [c for c in found if c in PIXEL]
     other = [c for c in found if c not in SPATIAL and c not in CONTROLS and c not in PIXEL]
     cats = spatial + controls + pixel + other  # the columns, group by group
-    blind = _blind_losses(runs)
+    blind = blind_losses(runs)
     flag = not blind.empty
     display, data = [], []
     for key, group in sorted(arm_groups(runs), key=lambda kg: (missing(kg[0]["num_visual_tokens"]),

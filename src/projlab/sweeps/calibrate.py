@@ -4,8 +4,8 @@ Runs the arms of `sweeps/calibration.yaml` (controls and references over several
 projectors at matched visual tokens), each as its own process, resumable like any sweep. Then writes
 `<runs>/calibration/calibration.json` and `calibration.md`: per arm and category the mean and std of
 accuracy over seeds, questions per cell, steps and wall time; seeds that stayed on the "ignore the image"
-plateau (final train loss at the blind control's) flagged; and the matched-token comparison with an exact
-McNemar test over questions pooled across seeds.
+plateau (final train loss at the blind control's, by the tables' rule: `analysis.tables.plateau_flags`)
+flagged; and the matched-token comparison with an exact McNemar test over questions pooled across seeds.
 """
 from __future__ import annotations
 
@@ -13,53 +13,50 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
 from projlab.analysis.stats import compare_arms
+from projlab.analysis.tables import blind_losses, plateau_flags
 from projlab.cli import ArgumentParser, positive_int
-from projlab.config import load_config, run_name
+from projlab.config import run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
-from projlab.io import read_yaml_mapping, write_json
+from projlab.io import write_json
 from projlab.run_folder import config_problem
 from projlab.sweeps import runner
-from projlab.sweeps.grid import Arm, int_list, run_grid
+from projlab.sweeps.executor import run_grid
+from projlab.sweeps.grid import check_arm
 from projlab.sweeps.launcher import split_launcher
+from projlab.sweeps.runner import Arm
+from projlab.sweeps.specs import CalibrationSpec, check_reserved, int_list, load_calibration_spec
 
 CHANCE = 0.25
-PLATEAU_TOLERANCE = 0.02  # a final train loss within 2% of blind's (same seed) means the image was ignored
 
 
-def load_spec(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    spec = read_yaml_mapping(path, "calibration spec")
-    for key in ("name", "seeds", "arms"):
-        if key not in spec:
-            raise UserError(f"calibration spec '{path}' has no '{key}'")
-    return spec
-
-
-def plan(spec: dict[str, Any], extra: list[str]) -> list[tuple[str, Arm]]:
-    """(label, arm) for every arm and seed; labels name the table's rows."""
-    labelled: dict[str, list[str]] = {k: list(v) for k, v in spec["arms"].items()}
-    matched = spec.get("matched") or {}
-    for proj in matched.get("projectors", []):
-        for m in matched.get("tokens", []):
+def plan(spec: CalibrationSpec, extra: list[str]) -> list[tuple[str, Arm]]:
+    """(label, arm) for every arm and seed, each composed and validated (its M from its projector's rule)
+    before anything runs; labels name the table's rows."""
+    check_reserved([*spec.overrides, *extra], hint=" (the spec's name: names the sweep)")
+    labelled: dict[str, list[str]] = {k: list(v) for k, v in spec.arms.items()}
+    for proj in spec.matched_projectors:
+        for m in spec.matched_tokens:
             labelled.setdefault(f"{proj}-m{m}", [f"projector={proj}", f"projector.num_visual_tokens={m}"])
     arms = []
-    for seed in spec["seeds"]:
+    for seed in spec.seeds:
         for label, overrides in labelled.items():
-            ov = [*spec.get("overrides", []), *overrides, *extra, f"seed={seed}", f"sweep={spec['name']}"]
-            cfg = load_config(ov)
+            ov = [*spec.overrides, *overrides, *extra, f"seed={seed}", f"sweep={spec.name}"]
+            try:
+                cfg, m = check_arm(ov)
+            except UserError as err:
+                raise UserError(f"{label} (seed {seed}): {err}") from None
             name = run_name(cfg)
-            run_dir = Path(cfg.paths.runs_root) / spec["name"] / name
+            run_dir = Path(cfg.paths.runs_root) / spec.name / name
             asked = OmegaConf.to_container(cfg, resolve=True)
             other = config_problem(run_dir, asked, "rerun=true replaces it, another name: in the spec keeps both")
             if other:  # its results would be tabulated as this arm's
                 raise UserError(f"{label} (seed {seed}): {other}")
-            arms.append((label, Arm(name, run_dir, tuple(ov), 0, bool(cfg.rerun), asked)))
+            arms.append((label, Arm(name, run_dir, tuple(ov), m, bool(cfg.rerun), asked)))
     return arms
 
 
@@ -69,7 +66,7 @@ def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[
     label_of = {arm.name: label for label, arm in arms}
     runs = runs[runs.index.isin(label_of)]
     runs["label"] = [label_of[a] for a in runs.index]
-    blind = runs[(runs.label == "blind") & (runs.status == "completed")].set_index("seed").train_loss_final
+    blind = blind_losses(runs.assign(projector=runs.label))  # the arm labelled blind is the reference
     rows: dict[str, Any] = {}
     for label, group in runs.groupby("label", sort=False):
         done = group[group.status == "completed"]
@@ -79,10 +76,7 @@ def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[
             "steps": int(done.steps.max()) if len(done) else None,
             "wall_time_s": float(done.wall_time_s.mean()) if len(done) else None,
             "step_time_s": float(done.step_time_s.mean()) if len(done) else None,
-            "plateau_seeds": [
-                int(r.seed) for r in done.itertuples()
-                if label != "blind" and r.seed in blind.index and r.train_loss_final >= blind[r.seed] * (1 - PLATEAU_TOLERANCE)
-            ],
+            "plateau_seeds": [] if label == "blind" else [seed for seed, flag in plateau_flags(group, blind) if flag],
             "categories": {},
         }
         for cat in CATEGORIES:
@@ -100,16 +94,15 @@ def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[
     return {label: rows[label] for label in dict.fromkeys(label for label, _ in arms)}  # the spec's order
 
 
-def matched_tests(spec: dict[str, Any], runs_root: Path) -> list[dict[str, Any]]:
+def matched_tests(spec: CalibrationSpec, runs_root: Path) -> list[dict[str, Any]]:
     """Each pair of matched projectors at the same M, on the spatial categories, pooled over seeds."""
-    matched = spec.get("matched") or {}
-    preds = collect_predictions(runs_root, spec["name"])
+    preds = collect_predictions(runs_root, spec.name)
     if preds.empty:
         return []
     preds = preds[preds.resolution == preds.resolution.min()]
     out = []
-    projs = matched.get("projectors", [])
-    for m in matched.get("tokens", []):
+    projs = spec.matched_projectors
+    for m in spec.matched_tokens:
         at_m = preds[preds.num_visual_tokens == m]
         for i, a in enumerate(projs):
             for b in projs[i + 1 :]:
@@ -169,17 +162,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (e.g. stage.max_steps=300)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     launcher, args.overrides = split_launcher(args.overrides)  # launcher=slurm: one SLURM job per arm
-    spec = load_spec(args.spec)
+    spec = load_calibration_spec(args.spec)
     if args.seeds:
-        spec["seeds"] = int_list(args.seeds, "--seeds")
+        spec.seeds = int_list(args.seeds, "--seeds")
     if args.no_matched:
-        spec["matched"] = {}
+        spec.matched = {}
     arms = plan(spec, args.overrides)
     runs_root = arms[0][1].run_dir.parent.parent
-    sweep_dir = runs_root / spec["name"]
+    sweep_dir = runs_root / spec.name
     outcomes = [] if args.report else run_grid(
-        [a for _, a in arms], sweep_dir, spec["name"], jobs=args.jobs, launcher=launcher)
-    rows = summarise(arms, runs_root, spec["name"])
+        [a for _, a in arms], sweep_dir, spec.name, jobs=args.jobs, launcher=launcher)
+    rows = summarise(arms, runs_root, spec.name)
     tests = matched_tests(spec, runs_root)
     write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})
     table = markdown(rows, tests)

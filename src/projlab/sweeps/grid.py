@@ -19,20 +19,16 @@ last checkpoint); an arm another process holds (a second sweep) is skipped, its 
 (with any `launcher.KEY=VALUE`, `projlab.sweeps.launcher`) submits each arm as a SLURM job instead. Exit code: 0 if every arm
 completed, 1 if any did not, 128+signal when stopped by a signal.
 
-Importable pieces (for `projlab.sweeps.calibrate`, `projlab.sweeps.multirun` and tests): `load_spec`,
-`expand`, `check_arm`, `plan`, `validate`, `run_grid`, `execute`, `summary_table`, `write_sweep_json`.
+The spec is `projlab.sweeps.specs.GridSpec`; running the arms is `projlab.sweeps.executor`'s. Importable
+pieces (for `projlab.sweeps.calibrate`, `projlab.sweeps.multirun` and tests): `expand`, `check_arm`, `plan`,
+`validate`, `execute`, `summary_table`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
-import os
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,100 +37,18 @@ from omegaconf import DictConfig, OmegaConf
 from projlab.cli import ArgumentParser, positive_int
 from projlab.config import arm_label, load_config, run_name
 from projlab.errors import UserError, exit_on_user_error
-from projlab.io import read_yaml_mapping, write_json
 from projlab.results import read_results
 from projlab.run_folder import config_problem
 from projlab.schema import visual_tokens
 from projlab.sweeps import runner
+from projlab.sweeps.executor import run_grid
 from projlab.sweeps.launcher import split_launcher
 from projlab.sweeps.naming import sweep_name
-from projlab.sweeps.view import open_view
+from projlab.sweeps.runner import Arm
+from projlab.sweeps.specs import GridSpec, check_reserved, int_list, load_spec, str_list
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "default.yaml"
-RESERVED = ("sweep", "run_name")  # set by the sweep itself
 ARM_DEFAULTS = ["trainer.progress_bar=false"]  # an arm writes to a log file: no live bar (overridable)
-
-
-@dataclass
-class GridSpec:
-    """What a grid sweep covers. `overrides` go to every arm; `projector_overrides[name]` to that
-    projector's arms only (e.g. a depth that only one projector has)."""
-
-    name: str = "default"
-    projectors: list[str] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    res: list[int] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0])
-    overrides: list[str] = field(default_factory=list)
-    projector_overrides: dict[str, list[str]] = field(default_factory=dict)
-    # data-side controls, label -> overrides (e.g. scrambled: [projector=mlp, data.scramble=true]), run once
-    # per resolution x seed; left out when --projectors picks the projectors
-    controls: dict[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides;
-    `config`, the resolved config asked for, is what a completed run in its folder must have been."""
-
-    name: str
-    run_dir: Path
-    overrides: tuple[str, ...]
-    num_visual_tokens: int
-    rerun: bool = False
-    config: dict[str, Any] | None = field(default=None, compare=False, hash=False)
-
-
-# ---- the spec ---------------------------------------------------------------------------------------
-def _items(text: str, what: str) -> list[str]:
-    """The items of a comma list; an empty one (`64,,144`, a trailing comma) is a mistake, not skipped."""
-    items = [v.strip() for v in text.split(",")]
-    if any(not v for v in items):
-        raise UserError(f"{what}: {text!r} has an empty item; give values separated by single commas")
-    return items
-
-
-def int_list(value: Any, what: str) -> list[int]:
-    items = value if isinstance(value, list) else _items(str(value), what)
-    if any(isinstance(v, bool) or isinstance(v, float) for v in items):
-        raise UserError(f"{what}: {value!r} is not a list of integers")
-    try:
-        return [int(str(v).strip()) for v in items]
-    except ValueError:
-        raise UserError(f"{what}: {value!r} is not a list of integers") from None
-
-
-def _str_list(value: Any, what: str) -> list[str]:
-    if isinstance(value, str):
-        return _items(value, what)
-    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
-        raise UserError(f"{what}: {value!r} is not a list of names")
-    return [str(v) for v in value]
-
-
-def load_spec(path: str | Path) -> GridSpec:
-    """Read a grid spec YAML; a missing file, bad YAML or unknown key is a one-line UserError."""
-    path = Path(path)
-    data = read_yaml_mapping(path, "sweep spec")
-    known = {f.name for f in dataclasses.fields(GridSpec)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UserError(f"sweep spec '{path}': unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    per_projector = data.get("projector_overrides") or {}
-    controls = data.get("controls") or {}
-    for key, value in (("projector_overrides", per_projector), ("controls", controls)):
-        if not isinstance(value, dict):
-            raise UserError(f"sweep spec '{path}': {key} must map a name to a list of overrides")
-    return GridSpec(
-        name=str(data.get("name", "default")),
-        projectors=_str_list(data.get("projectors", []), "projectors"),
-        tokens=int_list(data.get("tokens", []), "tokens"),
-        res=int_list(data.get("res", []), "res"),
-        seeds=int_list(data.get("seeds", [0]), "seeds"),
-        overrides=_str_list(data.get("overrides") or [], "overrides"),
-        projector_overrides={str(k): _str_list(v or [], f"projector_overrides.{k}") for k, v in per_projector.items()},
-        controls={str(k): _str_list(v or [], f"controls.{k}") for k, v in controls.items()},
-    )
 
 
 # ---- expansion and validation ------------------------------------------------------------------------
@@ -199,9 +113,7 @@ def _one_error(problems: list[tuple[str, str]]) -> UserError:
 
 def plan(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Arm]:
     """Expand and validate every arm; raise one UserError listing every invalid arm (one line each)."""
-    for ov in [*spec.overrides, *extra]:
-        if ov.partition("=")[0].lstrip("+~") in RESERVED:
-            raise UserError(f"override {ov!r}: the sweep sets {ov.partition('=')[0]} itself (use --name)")
+    check_reserved([*spec.overrides, *extra])
     if not spec.projectors or not spec.res or not spec.seeds:
         raise UserError("empty grid: give at least one projector, resolution and seed")
     known = _takes_tokens()
@@ -238,143 +150,7 @@ def validate(planned: list[Planned], sweep: str, problems: list[tuple[str, str]]
     return list(arms.values())
 
 
-# ---- running -----------------------------------------------------------------------------------------
-def _arm_entry(
-    arm: Arm, outcome: runner.ArmOutcome | None, pid: int | None = None, job: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    record = outcome.record if outcome else read_results(arm.run_dir)
-    queued = job is not None and outcome is None  # a SLURM job not yet ended
-    entry = {
-        "name": arm.name,
-        "run_dir": str(arm.run_dir),
-        "overrides": list(arm.overrides),
-        "status": "running" if pid or queued else (record or {}).get("status", "pending"),
-        "accuracy": ((record or {}).get("metrics") or {}).get("accuracy"),
-        "error": (record or {}).get("error"),
-    }
-    if outcome is not None:
-        entry.update(returncode=outcome.returncode, seconds=round(outcome.seconds, 1), skipped=outcome.skipped)
-    if pid:
-        entry["pid"] = pid
-    if job:
-        entry.update(job)
-    return entry
-
-
-def write_sweep_json(
-    sweep_dir: Path, name: str, arms: list[Arm], outcomes: dict[str, runner.ArmOutcome],
-    running: dict[str, int] | None = None, jobs: dict[str, dict[str, Any]] | None = None,
-) -> Path:
-    """`<runs>/<name>/sweep.json` (atomic): every arm with its current status; `running` maps the arms
-    running now to their process ids, `jobs` the arms submitted to SLURM to their job (id, state, attempts)."""
-    running, jobs = running or {}, jobs or {}
-    entries = [_arm_entry(a, outcomes.get(a.name), running.get(a.name), jobs.get(a.name)) for a in arms]
-    counts: dict[str, int] = {}
-    for e in entries:
-        counts[e["status"]] = counts.get(e["status"], 0) + 1
-    return write_json(
-        sweep_dir / "sweep.json",
-        {"name": name, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "counts": counts, "arms": entries},
-    )
-
-
-def _progress(outcome: runner.ArmOutcome) -> str:
-    if outcome.holder:
-        return f"skipped: {outcome.run_dir} is in use by {outcome.holder}"
-    if outcome.status == "completed":
-        acc = f" {outcome.accuracy:.3f}" if outcome.accuracy is not None else ""
-        return f"completed{acc} ({'already done, skipped' if outcome.skipped else f'{outcome.seconds:.0f} s'})"
-    return f"{outcome.status}: {outcome.error or '?'} ({outcome.seconds:.0f} s)"
-
-
-def available_cores() -> int:
-    """The cores this process may run on (the affinity mask where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def arm_env(jobs: int) -> dict[str, str] | None:
-    """The environment of an arm when `jobs` arms share the machine: the cores split evenly between them
-    (torch takes its thread count from OMP_NUM_THREADS), so that parallel arms do not oversubscribe."""
-    if jobs <= 1:
-        return None
-    threads = str(max(1, available_cores() // jobs))
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-
-
-def run_grid(
-    arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1, launcher: DictConfig | None = None,
-) -> list[runner.ArmOutcome]:
-    """Run every arm (completed ones are skipped), `jobs` at a time, shown as they go (`projlab.sweeps.view`:
-    a live table on a terminal, else a line per event), keeping sweep.json current. After a signal no new
-    arm starts; running arms record their end first. Under `launcher=slurm` every arm is a SLURM job
-    (`projlab.sweeps.slurm`), as many at once as the cluster runs; a signal leaves the jobs running."""
-    runner.forward_signals()
-    if launcher is not None and launcher.name == "slurm":
-        return _run_grid_slurm(arms, sweep_dir, name, out, launcher)
-    outcomes: dict[str, runner.ArmOutcome] = {}
-    running: dict[str, int] = {}
-    lock = threading.Lock()  # guards outcomes, running and sweep.json
-    env = arm_env(jobs)
-    write_sweep_json(sweep_dir, name, arms, outcomes)
-
-    def run_one(i: int, arm: Arm) -> None:
-        if runner.interrupted():
-            return
-
-        def started(pid: int) -> None:
-            with lock:
-                running[arm.name] = pid
-                write_sweep_json(sweep_dir, name, arms, outcomes, running)
-            view.started(i, pid)
-
-        # launched and waited on by this same thread: the arm's parent-death signal follows the thread
-        outcome = runner.run_arm(list(arm.overrides), arm.run_dir, env=env, on_start=started, rerun=arm.rerun,
-                                 expected=arm.config)
-        with lock:
-            running.pop(arm.name, None)
-            outcomes[arm.name] = outcome
-            write_sweep_json(sweep_dir, name, arms, outcomes, running)
-        view.finished(i, "skipped" if outcome.holder else outcome.status, _progress(outcome))
-
-    with open_view(name, [(a.name, a.run_dir) for a in arms], out) as view:
-        if jobs == 1:
-            for i, arm in enumerate(arms, 1):
-                run_one(i, arm)
-        else:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                for future in [pool.submit(run_one, i, arm) for i, arm in enumerate(arms, 1)]:
-                    future.result()
-    return [outcomes[a.name] for a in arms if a.name in outcomes]
-
-
-def _run_grid_slurm(arms: list[Arm], sweep_dir: Path, name: str, out, launcher: DictConfig) -> list[runner.ArmOutcome]:
-    from projlab.sweeps import slurm
-
-    queue = slurm.Queue(launcher, sweep_dir, name)
-    outcomes: dict[str, runner.ArmOutcome] = {}
-
-    def save(jobs: dict[str, slurm.Job]) -> None:
-        write_sweep_json(sweep_dir, name, arms, outcomes, jobs={a: j.entry() for a, j in jobs.items()})
-
-    with open_view(name, [(a.name, a.run_dir) for a in arms], out) as view:
-        def on_event(i: int, kind: str, text: str, what: Any) -> None:
-            if kind == "started":
-                view.started(i, text)
-            else:
-                outcomes[arms[i - 1].name] = what
-                view.finished(i, "skipped" if what.holder else what.status, _progress(what))
-
-        outcomes.update(slurm.run_arms(arms, queue, launcher, on_event, save))
-    still = [a.name for a in arms if a.name not in outcomes]
-    if still and runner.interrupted():
-        print(f"{len(still)} SLURM job(s) left queued or running; re-run the same command to re-attach "
-              f"(or scancel them: their ids are in {sweep_dir / 'sweep.json'})", file=sys.stderr, flush=True)
-    return [outcomes[a.name] for a in arms if a.name in outcomes]
-
-
+# ---- the summary -------------------------------------------------------------------------------------
 def summary_table(arms: list[Arm]) -> str:
     """Arm, status, accuracy, per-category accuracies, step time, steps, wall time: one row per arm."""
     records = {a.name: read_results(a.run_dir) or {} for a in arms}
@@ -442,7 +218,7 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
     of the command line never lands in the folder of the default sweep."""
     spec = load_spec(args.spec or DEFAULT_SPEC)
     if args.projectors is not None:
-        spec.projectors = _str_list(args.projectors, "--projectors")
+        spec.projectors = str_list(args.projectors, "--projectors")
         spec.controls = {}
     for flag in ("tokens", "res", "seeds"):
         if getattr(args, flag) is not None:

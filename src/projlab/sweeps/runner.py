@@ -7,17 +7,19 @@ its exit code or signal and the last line of its log, so a sweep always knows wh
 A completed results.json is never rewritten: re-running an arm whose result is completed skips it (where
 its stored settings are the ones asked for; `rerun` trains it again). An arm whose folder another process
 holds (`projlab.run_lock`: a second sweep, a `make train`) is skipped, its holder named, and not recorded.
+These checks before a launch are `settled`, which the SLURM launcher (`projlab.sweeps.slurm`) runs too.
 
 Signals: `forward_signals()` makes SIGTERM/SIGINT go to every running arm's process group (a parallel
-sweep runs arms from several threads); `run_arm` then waits for the arm to record its end (Lightning turns
-SIGTERM into a failed result, resumable from its last checkpoint) and the caller sees `interrupted()` and
-stops. The arm also gets SIGTERM if the sweep process itself is killed (Linux parent-death signal), so no
+sweep runs arms from several threads; a search passes them to its worker processes the same way,
+`forwarding`); `run_arm` then waits for the arm to record its end (Lightning turns SIGTERM into a failed
+result, resumable from its last checkpoint) and the caller sees `interrupted()` and stops. The arm also gets SIGTERM if the sweep process itself is killed (Linux parent-death signal), so no
 orphan keeps training beside a resumed sweep.
 
-Used by `projlab.sweeps.grid`, `projlab.sweeps.search` and `projlab.sweeps.calibrate`.
+Used by `projlab.sweeps.executor` (the grid and calibration), `projlab.sweeps.search` and `projlab.sweeps.slurm`.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -25,9 +27,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from projlab import run_lock
 from projlab.results import read_results, results_path, write_results
@@ -62,10 +64,33 @@ class ArmOutcome:
         return ((self.record or {}).get("metrics") or {}).get("accuracy")
 
 
-def arm_status(run_dir: str | Path) -> str | None:
-    """The status in the arm's results.json, or None where it has none."""
-    record = read_results(run_dir)
-    return record.get("status") if record else None
+@dataclass(frozen=True)
+class Arm:
+    """One validated arm: its folder name (the run name train.py derives), folder and Hydra overrides;
+    `config`, the resolved config asked for, is what a completed run in its folder must have been."""
+
+    name: str
+    run_dir: Path
+    overrides: tuple[str, ...]
+    num_visual_tokens: int
+    rerun: bool = False
+    config: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+
+def settled(run_dir: Path, rerun: bool = False, expected: dict[str, Any] | None = None) -> ArmOutcome | None:
+    """The outcome of an arm that must not be launched, whatever launches it (a process here, a SLURM job):
+    completed already (and not `rerun`): skipped where its stored settings are `expected` (where given),
+    else failed with what differs; or held by another process: skipped, its holder named. None: launch it."""
+    previous = read_results(run_dir)
+    if previous and previous.get("status") == "completed" and not rerun:
+        problem = config_problem(run_dir, expected, "rerun=true replaces it") if expected else None
+        if problem:  # written by another process since the sweep checked: not this arm's result
+            return ArmOutcome(run_dir, "failed", {**previous, "error": problem}, None, 0.0)
+        return ArmOutcome(run_dir, "completed", previous, None, 0.0, skipped=True)
+    holder = run_lock.holder(run_dir)
+    if holder:
+        return ArmOutcome(run_dir, "running", previous, None, 0.0, skipped=True, holder=holder)
+    return None
 
 
 def train_command(overrides: list[str]) -> list[str]:
@@ -93,6 +118,26 @@ def _signal_group(proc: subprocess.Popen, signum: int) -> None:
             os.killpg(proc.pid, signum)
         except ProcessLookupError:
             pass
+
+
+def spawn(cmd: list[str], **popen: Any) -> subprocess.Popen:
+    """Start `cmd` in a process group of its own (a stop request reaches it, and what it starts, through
+    `forwarding`, not the terminal) that gets SIGTERM when this process dies (Linux), stdin closed."""
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent if _LIBC is not None else None, **popen)
+
+
+@contextlib.contextmanager
+def forwarding(procs: list[subprocess.Popen]) -> Iterator[None]:
+    """Inside the block a SIGTERM/SIGINT to this process (after `forward_signals`) goes on to each of `procs`'
+    process groups as SIGTERM (a request that came before is the caller's to pass on: `_wait`)."""
+    with _running_lock:
+        _running.update(procs)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.difference_update(procs)
 
 
 def forward_signals() -> None:
@@ -171,17 +216,12 @@ def run_arm(
     several threads."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
-    previous = read_results(run_dir)
-    if previous and previous.get("status") == "completed" and not rerun:
-        problem = config_problem(run_dir, expected, "rerun=true replaces it") if expected else None
-        if problem:  # written by another process since the sweep checked: not this arm's result
-            return ArmOutcome(run_dir, "failed", {**previous, "error": problem}, None, 0.0)
-        return ArmOutcome(run_dir, "completed", previous, None, 0.0, skipped=True)
+    done = settled(run_dir, rerun, expected)
+    if done is not None:
+        return done
     if _interrupt is not None:
+        previous = read_results(run_dir)
         return ArmOutcome(run_dir, previous.get("status", "failed") if previous else "failed", previous, None, 0.0)
-    holder = run_lock.holder(run_dir)
-    if holder:
-        return ArmOutcome(run_dir, "running", previous, None, 0.0, skipped=True, holder=holder)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / LOG_FILE
     cmd = train_command(overrides)
@@ -190,19 +230,11 @@ def run_arm(
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
         start = log.tell()  # where this launch's output begins (another process may write here too)
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True, preexec_fn=_die_with_parent if _LIBC is not None else None,
-        )
-        with _running_lock:
-            _running.add(proc)
-        try:
+        proc = spawn(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with forwarding([proc]):
             if on_start is not None:
                 on_start(proc.pid)
             returncode = _wait(proc, grace_s)
-        finally:
-            with _running_lock:
-                _running.discard(proc)
     seconds = time.perf_counter() - t0
     if returncode == run_lock.BUSY_EXIT:  # another process took the folder first: nothing was done
         holder = _busy_holder(log_path, start) or run_lock.holder(run_dir) or "another process"

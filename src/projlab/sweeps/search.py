@@ -28,7 +28,6 @@ import argparse
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -49,11 +48,11 @@ from optuna.trial import TrialState
 from projlab.cli import ArgumentParser, positive_int
 from projlab.config import load_config
 from projlab.errors import UserError, exit_on_user_error
-from projlab.io import read_yaml_mapping
 from projlab.sweeps import runner
 from projlab.sweeps.grid import ARM_DEFAULTS, Arm, check_arm, parse_with_overrides
 from projlab.sweeps.launcher import split_launcher
 from projlab.sweeps.pruning import DEFAULT_MONITOR, build_pruner
+from projlab.sweeps.specs import RESERVED, check_reserved, read_spec
 from projlab.sweeps.storage import Heartbeat, default_storage_url, is_server, normalise_url, open_storage
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
@@ -117,11 +116,7 @@ def distribution(key: str, spec: Any) -> BaseDistribution:
 def load_search_spec(path: str | Path) -> SearchSpec:
     """Read and check a search YAML; every mistake is a one-line UserError."""
     path = Path(path)
-    data = read_yaml_mapping(path, "search spec")
-    known = set(SearchSpec.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UserError(f"search spec '{path}': unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    data = read_spec(path, SearchSpec, "search spec")
     for key in ("study", "n_trials", "space"):
         if not data.get(key):
             raise UserError(f"search spec '{path}': {key} is required")
@@ -204,9 +199,7 @@ def _ends(spec: SearchSpec, end: int) -> dict[str, Any]:
 
 def check_spec(spec: SearchSpec, extra: list[str]) -> Path:
     """Compose a trial at both ends of the space before anything runs; return the runs root."""
-    for ov in [*spec.overrides, *extra]:
-        if ov.partition("=")[0].lstrip("+~") in ("sweep", "run_name", "optuna"):
-            raise UserError(f"override {ov!r}: the search sets {ov.partition('=')[0]} itself")
+    check_reserved([*spec.overrides, *extra], "the search", "", (*RESERVED, "optuna"))
     problems: dict[str, str] = {}  # error -> where (the same mistake at both ends is reported once)
     for end, where in ((0, "the low end"), (-1, "the high end")):
         try:
@@ -430,22 +423,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _start_workers(args: argparse.Namespace, storage_url: str, n_trials: int) -> list[subprocess.Popen]:
     base = [sys.executable, "-m", "projlab.sweeps.search", args.spec, "--storage", storage_url,
             "--n-trials", str(n_trials)]
-    return [
-        subprocess.Popen([*base, "--worker-index", str(i), "--", *args.given], stdin=subprocess.DEVNULL)
-        for i in range(args.workers)
-    ]
+    return [runner.spawn([*base, "--worker-index", str(i), "--", *args.given]) for i in range(args.workers)]
 
 
 def _wait_workers(procs: list[subprocess.Popen]) -> list[int]:
-    """Wait for every worker; a SIGTERM/SIGINT to the search is passed on to each of them."""
-    def forward(signum: int, frame: Any) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return [p.wait() for p in procs]
+    """Wait for every worker; a SIGTERM/SIGINT to the search is passed on to each of them (the runner's
+    forwarder, as to a sweep's arms); each then lets its trial record its end."""
+    runner.forward_signals()
+    with runner.forwarding(procs):
+        return [p.wait() for p in procs]
 
 
 @exit_on_user_error

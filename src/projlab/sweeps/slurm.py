@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,9 +33,7 @@ from projlab import run_lock
 from projlab.errors import UserError
 from projlab.results import read_results, results_path
 from projlab.sweeps import runner
-
-if TYPE_CHECKING:
-    from projlab.sweeps.grid import Arm
+from projlab.sweeps.runner import Arm
 
 JOB_PREFIX = "projlab:"
 END_SIGNAL = "TERM@120"  # SIGTERM to every task 120 s before the time limit: the run records its end
@@ -203,7 +201,7 @@ def run_arms(
             jobs[arm.name] = Job(job_id, int(old.get("attempts") or 1), submitted, live[job_id][0])
             on_event(i, "started", f"SLURM job {job_id}, re-attached", jobs[arm.name])
             continue
-        done = _already_done(arm)
+        done = runner.settled(arm.run_dir, arm.rerun, arm.config)  # the checks a local launch makes
         if done is not None:
             if old.get("job_id"):  # it ended while no driver watched: its job stays on record
                 jobs[arm.name] = Job(str(old["job_id"]), int(old.get("attempts") or 1),
@@ -248,17 +246,6 @@ def run_arms(
             if arm.name in jobs and arm.name not in outcomes:
                 queue.cancel(jobs[arm.name].job_id)
     return outcomes
-
-
-def _already_done(arm: Arm) -> runner.ArmOutcome | None:
-    """The outcome of an arm that needs no job: completed already (and not `rerun`), or held by a process."""
-    record = read_results(arm.run_dir)
-    if record and record.get("status") == "completed" and not arm.rerun:
-        return runner.ArmOutcome(arm.run_dir, "completed", record, None, 0.0, skipped=True)
-    holder = run_lock.holder(arm.run_dir)
-    if holder:
-        return runner.ArmOutcome(arm.run_dir, "running", record, None, 0.0, skipped=True, holder=holder)
-    return None
 
 
 def _sleep(seconds: float) -> None:

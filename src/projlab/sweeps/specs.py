@@ -1,0 +1,153 @@
+"""What a sweep covers, as read from its YAML: one loader for every kind of spec, one check of the overrides a
+sweep sets itself, and the list parsers the spec files and the command lines share.
+
+- `GridSpec` (`sweeps/default.yaml`...): projectors x tokens x resolutions x seeds (`projlab.sweeps.grid`).
+- `CalibrationSpec` (`sweeps/calibration.yaml`): named arms over seeds, then projectors at matched tokens
+  (`projlab.sweeps.calibrate`).
+- The search spec (`sweeps/lr_*.yaml`) is read by `projlab.sweeps.search` through `read_spec` too; its class
+  lives there, beside the Optuna distributions it builds.
+
+Every mistake (a missing file, bad YAML, an unknown or missing key, a value of the wrong kind) is a one-line
+UserError naming the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from projlab.errors import UserError
+from projlab.io import read_yaml_mapping
+
+RESERVED = ("sweep", "run_name")  # keys a sweep sets on every arm itself
+
+
+def read_spec(path: str | Path, cls: type, kind: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The mapping in the YAML file `path`, every key one of dataclass `cls`'s fields and each of `required`
+    present; `kind` names the file in errors ("sweep spec", "search spec"...)."""
+    path = Path(path)
+    data = read_yaml_mapping(path, kind)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"{kind} '{path}': unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    for key in required:
+        if key not in data:
+            raise UserError(f"{kind} '{path}' has no '{key}'")
+    return data
+
+
+def check_reserved(overrides: list[str], who: str = "the sweep", hint: str = " (use --name)",
+                   reserved: tuple[str, ...] = RESERVED) -> None:
+    """A UserError for an override of a key the sweep (`who`) sets on every arm itself."""
+    for ov in overrides:
+        key = ov.partition("=")[0]
+        if key.lstrip("+~") in reserved:
+            raise UserError(f"override {ov!r}: {who} sets {key} itself{hint}")
+
+
+# ---- lists ----------------------------------------------------------------------------------------
+def _items(text: str, what: str) -> list[str]:
+    """The items of a comma list; an empty one (`64,,144`, a trailing comma) is a mistake, not skipped."""
+    items = [v.strip() for v in text.split(",")]
+    if any(not v for v in items):
+        raise UserError(f"{what}: {text!r} has an empty item; give values separated by single commas")
+    return items
+
+
+def int_list(value: Any, what: str) -> list[int]:
+    items = value if isinstance(value, list) else _items(str(value), what)
+    if any(isinstance(v, bool) or isinstance(v, float) for v in items):
+        raise UserError(f"{what}: {value!r} is not a list of integers")
+    try:
+        return [int(str(v).strip()) for v in items]
+    except ValueError:
+        raise UserError(f"{what}: {value!r} is not a list of integers") from None
+
+
+def str_list(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        return _items(value, what)
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+        raise UserError(f"{what}: {value!r} is not a list of names")
+    return [str(v) for v in value]
+
+
+def _override_map(path: Path, kind: str, key: str, value: Any) -> dict[str, list[str]]:
+    """A name -> list of overrides mapping (`projector_overrides`, `controls`, `arms`)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{kind} '{path}': {key} must map a name to a list of overrides")
+    return {str(k): str_list(v or [], f"{key}.{k}") for k, v in value.items()}
+
+
+# ---- grid ----------------------------------------------------------------------------------------
+@dataclass
+class GridSpec:
+    """What a grid sweep covers. `overrides` go to every arm; `projector_overrides[name]` to that
+    projector's arms only (e.g. a depth that only one projector has)."""
+
+    name: str = "default"
+    projectors: list[str] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    res: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: list[str] = field(default_factory=list)
+    projector_overrides: dict[str, list[str]] = field(default_factory=dict)
+    # data-side controls, label -> overrides (e.g. scrambled: [projector=mlp, data.scramble=true]), run once
+    # per resolution x seed; left out when --projectors picks the projectors
+    controls: dict[str, list[str]] = field(default_factory=dict)
+
+
+def load_spec(path: str | Path) -> GridSpec:
+    """Read a grid spec YAML."""
+    path, kind = Path(path), "sweep spec"
+    data = read_spec(path, GridSpec, kind)
+    return GridSpec(
+        name=str(data.get("name", "default")),
+        projectors=str_list(data.get("projectors", []), "projectors"),
+        tokens=int_list(data.get("tokens", []), "tokens"),
+        res=int_list(data.get("res", []), "res"),
+        seeds=int_list(data.get("seeds", [0]), "seeds"),
+        overrides=str_list(data.get("overrides") or [], "overrides"),
+        projector_overrides=_override_map(path, kind, "projector_overrides", data.get("projector_overrides") or {}),
+        controls=_override_map(path, kind, "controls", data.get("controls") or {}),
+    )
+
+
+# ---- calibration -----------------------------------------------------------------------------------
+@dataclass
+class CalibrationSpec:
+    """The calibration sweep: each of `arms` (label -> overrides) for every seed, then every projector of
+    `matched` at each of its token counts (labelled `<projector>-m<M>`); `overrides` go to every arm."""
+
+    name: str
+    seeds: list[int]
+    arms: dict[str, list[str]]
+    overrides: list[str] = field(default_factory=list)
+    matched: dict[str, list[Any]] = field(default_factory=dict)  # projectors: [...], tokens: [...]
+
+    @property
+    def matched_projectors(self) -> list[str]:
+        return list(self.matched.get("projectors") or [])
+
+    @property
+    def matched_tokens(self) -> list[int]:
+        return list(self.matched.get("tokens") or [])
+
+
+def load_calibration_spec(path: str | Path) -> CalibrationSpec:
+    """Read a calibration spec YAML."""
+    path, kind = Path(path), "calibration spec"
+    data = read_spec(path, CalibrationSpec, kind, required=("name", "seeds", "arms"))
+    matched = data.get("matched") or {}
+    if not isinstance(matched, dict) or set(matched) - {"projectors", "tokens"}:
+        raise UserError(f"{kind} '{path}': matched takes projectors and tokens")
+    return CalibrationSpec(
+        name=str(data["name"]),
+        seeds=int_list(data["seeds"], "seeds"),
+        arms=_override_map(path, kind, "arms", data["arms"]),
+        overrides=str_list(data.get("overrides") or [], "overrides"),
+        matched={"projectors": str_list(matched.get("projectors") or [], "matched.projectors"),
+                 "tokens": int_list(matched.get("tokens") or [], "matched.tokens")},
+    )
