@@ -12,7 +12,7 @@ from torch import nn
 from projlab.errors import UserError
 from projlab.projectors import build_projector
 from projlab.projectors.base import LayerNormFp32, PositionalEmbedding
-from projlab.projectors.registry import projector_class, projector_config
+from projlab.projectors.registry import projector_config
 
 PAPER = dict(vision_dim=1024, llm_dim=4096, grid=(16, 16))
 HONEYBEE = ["linear", "mlp", "c_abstractor", "d_abstractor", "resampler", "qformer"]
@@ -20,9 +20,7 @@ NEWER = ["avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver"]
 
 
 def _build(name: str, **knobs) -> nn.Module:
-    rule = projector_class(name).token_rule
-    if rule != "all_patches":
-        knobs.setdefault("num_visual_tokens", 64 if rule == "blocks" else 144)
+    """At the paper's size with its dataclass's defaults (M = 144, a block projector's r = 2: M = 64)."""
     torch.manual_seed(0)
     return build_projector(name, knobs, **PAPER)
 

@@ -38,27 +38,28 @@ TINY_KNOBS = {
 }
 
 
-def _token_rule(name: str) -> str:
-    return projector_class(name).token_rule
-
-
 def _cases() -> list[tuple[str, int | None]]:
+    """(name, M) for each projector at the Ms its own rule allows on GRID among a few (an elastic projector at
+    each M of its default token set; one that takes no token request, once at its own M)."""
     cases = []
     for name in available_projectors():
-        rule = _token_rule(name)
-        if rule in ("queries", "square"):
-            cases += [(name, m) for m in (64, 144, 256)]
-        elif rule == "blocks":
-            cases += [(name, m) for m in (16, 64, 256)]  # r = 4, 2, 1 on the 16x16 grid
-        elif rule == "set":
-            cases += [(name, m) for m in (16, 64, 144)]  # built at each M of the default token set
-        elif rule == "all_patches":
-            cases.append((name, None))  # M = N: no token request
-        elif rule == "none":
+        cls = projector_class(name)
+        if cls.takes_token_request:
+            allowed = [m for m in (16, 64, 144, 256) if _allowed(cls, m)]
+            assert len(allowed) >= 2, f"{name}: fewer than two of 16, 64, 144, 256 on {GRID}"
+            cases += [(name, m) for m in allowed]
+        elif hasattr(cls.config_cls(), "token_set"):
+            cases += [(name, m) for m in cls.config_cls().token_set]
+        else:
             cases.append((name, None))
-        else:  # a new rule must be added here
-            raise AssertionError(f"unknown token rule {rule!r} of {name!r}")
     return cases
+
+
+def _allowed(cls, m: int) -> bool:
+    try:
+        return cls.resolve_num_visual_tokens(m, GRID) == m
+    except UserError:
+        return False
 
 
 def test_registry_has_the_study_arms_and_controls():
@@ -75,14 +76,14 @@ def _check_forward_backward(name: str, m: int | None, grid: tuple[int, int]) -> 
         knobs["num_visual_tokens"] = m
     proj = build_projector(name, knobs, VD, LD, grid)
     n = grid[0] * grid[1]
-    expected_m = {"all_patches": n, "none": 0}.get(_token_rule(name), m)
+    expected_m = projector_class(name).resolve_num_visual_tokens(m, grid)
     assert proj.num_visual_tokens == expected_m
     x = torch.randn(2, n, VD, requires_grad=True)
     y = proj(x)
     assert y.shape == (2, expected_m, LD)
     assert torch.isfinite(y).all()
     params = [(k, p) for k, p in proj.named_parameters() if p.requires_grad]
-    if _token_rule(name) == "none":
+    if expected_m == 0:
         assert count_parameters(proj) == 0 and not params
         return
     assert params
@@ -270,7 +271,7 @@ def test_flops_of_the_block_and_pooling_projectors_by_hand():
 @pytest.mark.parametrize("name", available_projectors())
 def test_flops_same_on_meta_and_cpu(name):
     knobs = dict(TINY_KNOBS.get(name, {}))
-    if _token_rule(name) in ("queries", "square", "blocks"):
+    if projector_class(name).takes_token_request:
         knobs["num_visual_tokens"] = 16
     cpu = build_projector(name, knobs, VD, LD, GRID)
     with torch.device("meta"):

@@ -6,7 +6,6 @@ than learned queries are small base classes in `projlab.projectors.token_rules`.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, ClassVar, Iterator
 
 import torch

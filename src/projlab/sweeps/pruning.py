@@ -9,36 +9,11 @@ worker then tells the study TrialState.PRUNED.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 import optuna
 
-from projlab.errors import UserError
+from projlab.sweeps.specs import DEFAULT_MONITOR, build_pruner
 from projlab.sweeps.storage import open_storage
-
-DEFAULT_MONITOR = "val/acc"
-PRUNERS = {
-    "median": optuna.pruners.MedianPruner,
-    "percentile": optuna.pruners.PercentilePruner,
-    "threshold": optuna.pruners.ThresholdPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "none": optuna.pruners.NopPruner,
-}
-
-
-def build_pruner(spec: dict[str, Any] | None) -> optuna.pruners.BasePruner:
-    """A pruner from `{type: median, n_startup_trials: 5, ...}` (the keys are the class's arguments)."""
-    spec = dict(spec or {"type": "median"})
-    kind = str(spec.pop("type", "median"))
-    if kind not in PRUNERS:
-        raise UserError(f"pruner type {kind!r} is unknown; known: {', '.join(PRUNERS)}")
-    try:
-        return PRUNERS[kind](**spec)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"pruner {kind}: {err}") from None
-
 
 class OptunaPruning(L.Callback):
     """Report the monitored metric of trial `trial` of `study` at each validation; stop when pruned."""

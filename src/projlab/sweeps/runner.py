@@ -12,8 +12,9 @@ These checks before a launch are `settled`, which the SLURM launcher (`projlab.s
 Signals: `forward_signals()` makes SIGTERM/SIGINT go to every running arm's process group (a parallel
 sweep runs arms from several threads; a search passes them to its worker processes the same way,
 `forwarding`); `run_arm` then waits for the arm to record its end (Lightning turns SIGTERM into a failed
-result, resumable from its last checkpoint) and the caller sees `interrupted()` and stops. The arm also gets SIGTERM if the sweep process itself is killed (Linux parent-death signal), so no
-orphan keeps training beside a resumed sweep.
+result, resumable from its last checkpoint) and the caller sees `interrupted()` and stops. The arm also
+gets SIGTERM if the sweep process itself is killed (Linux parent-death signal), so no orphan keeps training
+beside a resumed sweep.
 
 Used by `projlab.sweeps.executor` (the grid and calibration), `projlab.sweeps.search` and `projlab.sweeps.slurm`.
 """

@@ -7,7 +7,8 @@ The YAML declares the study (see sweeps/lr_c_abstractor.yaml): `study`, `n_trial
 pruner sees, default val/acc), `overrides` (fixed), `space` (key: {type: float|int|categorical, ...}),
 `sampler` ({type: tpe|random, seed, ...}), `pruner` ({type: median|threshold|..., ...}), `enqueue` (points
 to try first, added when the study is created) and `heartbeat` ({interval_s, grace_s, max_retry}: a database
-server's heartbeat, `projlab.sweeps.storage.Heartbeat`).
+server's heartbeat, `projlab.sweeps.storage.Heartbeat`). It is read and checked by
+`projlab.sweeps.specs.load_search_spec`.
 
 Storage: `sqlite:///<runs>/<study>/study.db` by default, any RDB URL, or `journal:<path>`. `--workers N` starts
 N worker processes, each running its own ask/tell loop on the storage until `n_trials` trials are finished
@@ -35,13 +36,12 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import optuna
 from filelock import FileLock
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
@@ -51,118 +51,10 @@ from projlab.errors import UserError, exit_on_user_error
 from projlab.sweeps import runner
 from projlab.sweeps.grid import ARM_DEFAULTS, Arm, check_arm, parse_with_overrides
 from projlab.sweeps.launcher import split_launcher
-from projlab.sweeps.pruning import DEFAULT_MONITOR, build_pruner
-from projlab.sweeps.specs import RESERVED, check_reserved, read_spec
+from projlab.sweeps.specs import RESERVED, SearchSpec, build_pruner, build_sampler, check_reserved, load_search_spec
 from projlab.sweeps.storage import Heartbeat, default_storage_url, is_server, normalise_url, open_storage
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-
-
-@dataclass
-class SearchSpec:
-    study: str
-    n_trials: int
-    space: dict[str, BaseDistribution]
-    direction: str = "maximize"
-    objective: str = "metrics.accuracy"
-    monitor: str = DEFAULT_MONITOR
-    overrides: list[str] = field(default_factory=list)
-    sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 0})
-    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
-    enqueue: list[dict[str, Any]] = field(default_factory=list)
-    heartbeat: Heartbeat = field(default_factory=Heartbeat)
-
-
-# ---- the spec ---------------------------------------------------------------------------------------
-def _number(value: Any, what: str) -> float:
-    """YAML 1.1 reads `1e-4` as a string: accept numbers written either way."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{what}: {value!r} is not a number") from None
-
-
-def distribution(key: str, spec: Any) -> BaseDistribution:
-    """`{type: float, low, high, log, step}`, `{type: int, low, high, log, step}` or `{type: categorical,
-    choices: [...]}` as an Optuna distribution."""
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise UserError(f"space.{key}: give a mapping with a type (float, int or categorical)")
-    spec = dict(spec)
-    kind = spec.pop("type")
-    try:
-        if kind == "float":
-            step = spec.pop("step", None)
-            low = _number(spec.pop("low", None), f"space.{key}.low")
-            high = _number(spec.pop("high", None), f"space.{key}.high")
-            step = None if step is None else _number(step, f"space.{key}.step")
-            return FloatDistribution(low, high, log=bool(spec.pop("log", False)), step=step, **spec)
-        if kind == "int":
-            return IntDistribution(
-                int(_number(spec.pop("low", None), f"space.{key}.low")),
-                int(_number(spec.pop("high", None), f"space.{key}.high")),
-                log=bool(spec.pop("log", False)), step=int(spec.pop("step", 1)), **spec,
-            )
-        if kind == "categorical":
-            choices = spec.pop("choices", None)
-            if not isinstance(choices, list) or not choices:
-                raise UserError(f"space.{key}: categorical needs a non-empty list of choices")
-            return CategoricalDistribution(choices, **spec)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"space.{key}: {err}") from None
-    raise UserError(f"space.{key}: type {kind!r} is unknown; use float, int or categorical")
-
-
-def load_search_spec(path: str | Path) -> SearchSpec:
-    """Read and check a search YAML; every mistake is a one-line UserError."""
-    path = Path(path)
-    data = read_spec(path, SearchSpec, "search spec")
-    for key in ("study", "n_trials", "space"):
-        if not data.get(key):
-            raise UserError(f"search spec '{path}': {key} is required")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(data["study"])):
-        raise UserError(f"search spec '{path}': study {data['study']!r} must be a plain name (letters, digits, _.-)")
-    if not isinstance(data["space"], dict):
-        raise UserError(f"search spec '{path}': space must map override keys to distributions")
-    direction = str(data.get("direction", "maximize"))
-    if direction not in ("maximize", "minimize"):
-        raise UserError(f"search spec '{path}': direction must be maximize or minimize, not {direction!r}")
-    spec = SearchSpec(
-        study=str(data["study"]),
-        n_trials=int(_number(data["n_trials"], "n_trials")),
-        space={str(k): distribution(str(k), v) for k, v in data["space"].items()},
-        direction=direction,
-        objective=str(data.get("objective", "metrics.accuracy")),
-        monitor=str(data.get("monitor", DEFAULT_MONITOR)),
-        overrides=[str(o) for o in data.get("overrides") or []],
-        sampler=dict(data.get("sampler") or {"type": "tpe", "seed": 0}),
-        pruner=dict(data.get("pruner") or {"type": "median"}),
-        enqueue=list(data.get("enqueue") or []),
-    )
-    build_sampler(spec.sampler, 0)
-    build_pruner(spec.pruner)
-    beat = data.get("heartbeat") or {}
-    unknown = sorted(set(beat) - set(Heartbeat.__dataclass_fields__)) if isinstance(beat, dict) else ["?"]
-    if unknown:
-        raise UserError(f"search spec '{path}': heartbeat takes {', '.join(Heartbeat.__dataclass_fields__)}")
-    spec.heartbeat = Heartbeat(**{k: int(_number(v, f"heartbeat.{k}")) for k, v in beat.items()})
-    if not 0 < spec.heartbeat.interval_s < spec.heartbeat.grace_s:
-        raise UserError(f"search spec '{path}': heartbeat needs 0 < interval_s < grace_s")
-    return spec
-
-
-def build_sampler(spec: dict[str, Any], worker: int) -> optuna.samplers.BaseSampler:
-    """A sampler from `{type: tpe, seed: 0, ...}`; worker k gets seed + k so parallel workers differ."""
-    spec = dict(spec)
-    kind = str(spec.pop("type", "tpe"))
-    if kind not in SAMPLERS:
-        raise UserError(f"sampler type {kind!r} is unknown; known: {', '.join(SAMPLERS)}")
-    if spec.get("seed") is not None:
-        spec["seed"] = int(spec["seed"]) + worker
-    try:
-        return SAMPLERS[kind](**spec)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"sampler {kind}: {err}") from None
 
 
 # ---- overrides --------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ sweep sets itself, and the list parsers the spec files and the command lines sha
 - `GridSpec` (`sweeps/default.yaml`...): projectors x tokens x resolutions x seeds (`projlab.sweeps.grid`).
 - `CalibrationSpec` (`sweeps/calibration.yaml`): named arms over seeds, then projectors at matched tokens
   (`projlab.sweeps.calibrate`).
-- The search spec (`sweeps/lr_*.yaml`) is read by `projlab.sweeps.search` through `read_spec` too; its class
-  lives there, beside the Optuna distributions it builds.
+- `SearchSpec` (`sweeps/lr_*.yaml`): an Optuna study's space, sampler and pruner (`projlab.sweeps.search`);
+  the sampler and pruner tables are here, so a spec is checked when it is read.
 
 Every mistake (a missing file, bad YAML, an unknown or missing key, a value of the wrong kind) is a one-line
 UserError naming the file.
@@ -13,12 +13,17 @@ UserError naming the file.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
 from projlab.errors import UserError
 from projlab.io import read_yaml_mapping
+from projlab.sweeps.storage import Heartbeat
 
 RESERVED = ("sweep", "run_name")  # keys a sweep sets on every arm itself
 
@@ -151,3 +156,136 @@ def load_calibration_spec(path: str | Path) -> CalibrationSpec:
         matched={"projectors": str_list(matched.get("projectors") or [], "matched.projectors"),
                  "tokens": int_list(matched.get("tokens") or [], "matched.tokens")},
     )
+
+
+# ---- search -------------------------------------------------------------------------------------------
+DEFAULT_MONITOR = "val/acc"
+PRUNERS = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def build_pruner(spec: dict[str, Any] | None) -> optuna.pruners.BasePruner:
+    """A pruner from `{type: median, n_startup_trials: 5, ...}` (the keys are the class's arguments)."""
+    spec = dict(spec or {"type": "median"})
+    kind = str(spec.pop("type", "median"))
+    if kind not in PRUNERS:
+        raise UserError(f"pruner type {kind!r} is unknown; known: {', '.join(PRUNERS)}")
+    try:
+        return PRUNERS[kind](**spec)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"pruner {kind}: {err}") from None
+
+
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+
+
+@dataclass
+class SearchSpec:
+    study: str
+    n_trials: int
+    space: dict[str, BaseDistribution]
+    direction: str = "maximize"
+    objective: str = "metrics.accuracy"
+    monitor: str = DEFAULT_MONITOR
+    overrides: list[str] = field(default_factory=list)
+    sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+
+
+# ---- the spec ---------------------------------------------------------------------------------------
+def _number(value: Any, what: str) -> float:
+    """YAML 1.1 reads `1e-4` as a string: accept numbers written either way."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{what}: {value!r} is not a number") from None
+
+
+def distribution(key: str, spec: Any) -> BaseDistribution:
+    """`{type: float, low, high, log, step}`, `{type: int, low, high, log, step}` or `{type: categorical,
+    choices: [...]}` as an Optuna distribution."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise UserError(f"space.{key}: give a mapping with a type (float, int or categorical)")
+    spec = dict(spec)
+    kind = spec.pop("type")
+    try:
+        if kind == "float":
+            step = spec.pop("step", None)
+            low = _number(spec.pop("low", None), f"space.{key}.low")
+            high = _number(spec.pop("high", None), f"space.{key}.high")
+            step = None if step is None else _number(step, f"space.{key}.step")
+            return FloatDistribution(low, high, log=bool(spec.pop("log", False)), step=step, **spec)
+        if kind == "int":
+            return IntDistribution(
+                int(_number(spec.pop("low", None), f"space.{key}.low")),
+                int(_number(spec.pop("high", None), f"space.{key}.high")),
+                log=bool(spec.pop("log", False)), step=int(spec.pop("step", 1)), **spec,
+            )
+        if kind == "categorical":
+            choices = spec.pop("choices", None)
+            if not isinstance(choices, list) or not choices:
+                raise UserError(f"space.{key}: categorical needs a non-empty list of choices")
+            return CategoricalDistribution(choices, **spec)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"space.{key}: {err}") from None
+    raise UserError(f"space.{key}: type {kind!r} is unknown; use float, int or categorical")
+
+
+def load_search_spec(path: str | Path) -> SearchSpec:
+    """Read and check a search YAML; every mistake is a one-line UserError."""
+    path = Path(path)
+    data = read_spec(path, SearchSpec, "search spec")
+    for key in ("study", "n_trials", "space"):
+        if not data.get(key):
+            raise UserError(f"search spec '{path}': {key} is required")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(data["study"])):
+        raise UserError(f"search spec '{path}': study {data['study']!r} must be a plain name (letters, digits, _.-)")
+    if not isinstance(data["space"], dict):
+        raise UserError(f"search spec '{path}': space must map override keys to distributions")
+    direction = str(data.get("direction", "maximize"))
+    if direction not in ("maximize", "minimize"):
+        raise UserError(f"search spec '{path}': direction must be maximize or minimize, not {direction!r}")
+    spec = SearchSpec(
+        study=str(data["study"]),
+        n_trials=int(_number(data["n_trials"], "n_trials")),
+        space={str(k): distribution(str(k), v) for k, v in data["space"].items()},
+        direction=direction,
+        objective=str(data.get("objective", "metrics.accuracy")),
+        monitor=str(data.get("monitor", DEFAULT_MONITOR)),
+        overrides=[str(o) for o in data.get("overrides") or []],
+        sampler=dict(data.get("sampler") or {"type": "tpe", "seed": 0}),
+        pruner=dict(data.get("pruner") or {"type": "median"}),
+        enqueue=list(data.get("enqueue") or []),
+    )
+    build_sampler(spec.sampler, 0)
+    build_pruner(spec.pruner)
+    beat = data.get("heartbeat") or {}
+    unknown = sorted(set(beat) - set(Heartbeat.__dataclass_fields__)) if isinstance(beat, dict) else ["?"]
+    if unknown:
+        raise UserError(f"search spec '{path}': heartbeat takes {', '.join(Heartbeat.__dataclass_fields__)}")
+    spec.heartbeat = Heartbeat(**{k: int(_number(v, f"heartbeat.{k}")) for k, v in beat.items()})
+    if not 0 < spec.heartbeat.interval_s < spec.heartbeat.grace_s:
+        raise UserError(f"search spec '{path}': heartbeat needs 0 < interval_s < grace_s")
+    return spec
+
+
+def build_sampler(spec: dict[str, Any], worker: int) -> optuna.samplers.BaseSampler:
+    """A sampler from `{type: tpe, seed: 0, ...}`; worker k gets seed + k so parallel workers differ."""
+    spec = dict(spec)
+    kind = str(spec.pop("type", "tpe"))
+    if kind not in SAMPLERS:
+        raise UserError(f"sampler type {kind!r} is unknown; known: {', '.join(SAMPLERS)}")
+    if spec.get("seed") is not None:
+        spec["seed"] = int(spec["seed"]) + worker
+    try:
+        return SAMPLERS[kind](**spec)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"sampler {kind}: {err}") from None
