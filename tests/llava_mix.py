@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from projlab.data import spatial
-from projlab.models.language import IMAGE_TOKEN
+from projlab.data.conversation import IMAGE_TOKEN
 
 
 def mix_record(k: int, images: Path) -> dict:

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from conftest import python
+from projlab import build
 from projlab.bench.gpu import peak_tflops_for, step_forward_flops, summarise, synthetic_batch
 from projlab.config import load_config
 from projlab.errors import UserError
 from projlab.projectors.accounting import projector_flops
-from projlab.train import build_model
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a GPU")
@@ -25,7 +25,7 @@ def test_refuses_without_a_gpu_in_one_line():
 
 
 def test_flops_and_mfu_of_a_tiny_step(cache_dir):
-    model = build_model(load_config([]))
+    model = build.model(load_config([]))
     m, b, t = model.num_visual_tokens, 2, model.num_visual_tokens + 1 + 12
     batch = synthetic_batch(model, b, t)
     assert batch["input_ids"].shape == (b, t) and (batch["input_ids"] == model.llm.image_token_id).sum() == b * m

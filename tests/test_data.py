@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from projlab.data import spatial
+from projlab.data.conversation import IMAGE_TOKEN
 from projlab.data.prompt import TextProcessor, build_prompt
-from projlab.models.language import IMAGE_TOKEN
 from projlab.models.presets import build_tokenizer, tiny_words
 
 

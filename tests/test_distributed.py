@@ -16,12 +16,12 @@ import torch
 from conftest import TINY_RUN, python
 from lightning.pytorch.strategies import DDPStrategy
 
+from projlab import build
 from projlab.config import load_config
 from projlab.data.spatial import CATEGORIES
 from projlab.errors import UserError
-from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_state_dict
+from projlab.evaluation.checkpoint_eval import evaluate_checkpoint
 from projlab.results import read_results
-from projlab.train import build_model
 from projlab.training.strategy import FSDP2Strategy, build_strategy
 
 TWO_CPU = ["trainer.devices=2", "trainer.accelerator=cpu", "projector=c_abstractor", "projector.num_visual_tokens=16"]
@@ -29,7 +29,7 @@ TWO_CPU = ["trainer.devices=2", "trainer.accelerator=cpu", "projector=c_abstract
 
 @pytest.fixture(scope="module")
 def tiny_model(cache_dir):
-    return build_model(load_config([]))
+    return build.model(load_config([]))
 
 
 def test_trainer_configs_build_their_strategies(tiny_model):
@@ -76,7 +76,7 @@ def train(runs: Path, *overrides: str, completes: bool = True) -> dict:
 
 
 def saved_weights(run_dir: str) -> dict[str, torch.Tensor]:
-    return load_state_dict(Path(run_dir) / "checkpoints" / "last.ckpt")
+    return build.load_state_dict(Path(run_dir) / "checkpoints" / "last.ckpt")
 
 
 def assert_same_metrics(reported: dict, again: dict, loss_rel: float) -> None:

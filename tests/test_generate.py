@@ -24,10 +24,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def tiny(cache_dir):
     from projlab.config import load_config
-    from projlab.train import build_model
+    from projlab import build
 
     cfg = load_config(["projector=c_abstractor", "projector.num_visual_tokens=16"])
-    model = build_model(cfg).eval()
+    model = build.model(cfg).eval()
     llm = model.llm
     return model, TextProcessor(llm.tokenizer, model.num_visual_tokens, llm.image_token_id, cfg.llm.template)
 
@@ -35,11 +35,11 @@ def tiny(cache_dir):
 def stepwise_greedy(model, processor, question, image, n: int) -> str:
     """Greedy decoding by recomputing the whole sequence at every step: no cache, no padding."""
     ids = torch.tensor([processor.prompt_ids(question)])
-    visual = model.visual_tokens(model.vision(model.vision.preprocess([image])))
+    visual = model.encode_images(model.vision.preprocess([image]))
     new = []
     with torch.no_grad():
         for _ in range(n):
-            token = int(model(ids, torch.ones_like(ids), visual=visual).logits[0, -1].argmax())
+            token = int(model(ids, torch.ones_like(ids), visual_tokens=visual).logits[0, -1].argmax())
             if token == processor.tokenizer.eos_token_id:
                 break
             new.append(token)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from projlab.data import spatial
-from projlab.data.features import cache_key
+from projlab.models.features import cache_key
 from projlab.models.image_processing import IMAGE_ASPECTS
 from projlab.models.presets import ensure_tiny_tower
 from projlab.models.vision import VisionTower

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from llava_mix import write_mix
-from projlab.data.conversation import Conversation
+from projlab.data.conversation import IMAGE_TOKEN, Conversation
 from projlab.data.prompt import TextProcessor, fitting, template_words
 from projlab.data.sources import LlavaSource
 from projlab.errors import UserError
-from projlab.models.language import IMAGE_TOKEN
 from projlab.models.presets import build_tokenizer
 
 M = 4
@@ -131,9 +130,9 @@ def test_a_leading_gpt_turn_and_a_last_unanswered_question_are_left_out(tmp_path
 
 def test_a_text_only_sequence_takes_nothing_of_the_visual_tokens(cache_dir):
     from projlab.config import load_config
-    from projlab.train import build_model
+    from projlab import build
 
-    model = build_model(load_config(["projector=c_abstractor", "projector.num_visual_tokens=16"])).eval()
+    model = build.model(load_config(["projector=c_abstractor", "projector.num_visual_tokens=16"])).eval()
     m, width, image = model.num_visual_tokens, model.llm.hidden_size, model.llm.image_token_id
     with_image = torch.tensor([[2] + [image] * m + [5, 6, 7]])
     text_only = torch.tensor([[2] + [8, 9] * (m // 2) + [5, 6, 7]])
@@ -141,17 +140,17 @@ def test_a_text_only_sequence_takes_nothing_of_the_visual_tokens(cache_dir):
     ones = torch.ones_like(ids)
     visual = torch.randn(2, m, width)
     with torch.no_grad():
-        both = model(ids, ones, visual=visual).logits
-        alone = model(text_only, ones[:1], visual=torch.randn(1, m, width)).logits
-        other_blank = model(ids, ones, visual=torch.stack([visual[0], torch.randn(m, width)])).logits
-        other_image = model(ids, ones, visual=torch.stack([torch.randn(m, width), visual[1]])).logits
+        both = model(ids, ones, visual_tokens=visual).logits
+        alone = model(text_only, ones[:1], visual_tokens=torch.randn(1, m, width)).logits
+        other_blank = model(ids, ones, visual_tokens=torch.stack([visual[0], torch.randn(m, width)])).logits
+        other_image = model(ids, ones, visual_tokens=torch.stack([torch.randn(m, width), visual[1]])).logits
     assert torch.allclose(both[1], alone[0], atol=1e-5)
     assert torch.equal(both, other_blank)  # the text-only row's visual tokens change nothing
     assert not torch.allclose(both[0], other_image[0])  # the image row's are read
 
 
 def test_the_feature_cache_never_runs_the_tower_on_a_text_only_record(mix, cache_dir, tmp_path):
-    from projlab.data.features import cached_features, compute_features
+    from projlab.models.features import cached_features, compute_features
     from projlab.models.presets import ensure_tiny_tower
     from projlab.models.vision import VisionTower
 

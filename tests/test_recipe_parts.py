@@ -52,13 +52,12 @@ def test_this_machines_flags_are_read_from_cpuinfo():
 
 
 def test_the_projector_learning_rate_scale_makes_its_own_group():
+    from projlab import build
     from projlab.config import load_config
-    from projlab.train import build_model
-    from projlab.training.module import MLLMModule, StageConfig
 
     cfg = load_config(["projector.num_visual_tokens=16", "stage.projector_lr_scale=4", "data.train=4",
                        "data.val=4", "data.test=4"])
-    module = MLLMModule(build_model(cfg), StageConfig(**OmegaConf.to_container(cfg.stage)), ["x"])
+    module = build.module(cfg, build.model(cfg))
     groups = module.configure_optimizers()["optimizer"].param_groups
     proj = {id(p) for p in module.model.projector.parameters()}
     assert [len(g["params"]) for g in groups] == [len(proj), sum(1 for p in module.parameters() if p.requires_grad) - len(proj)]

@@ -67,9 +67,9 @@ def _check_group_choices(overrides: list[str]) -> None:
             raise UserError(f"unknown {what} {value!r}; known: {', '.join(options)}")
 
 
-def load_config(overrides: list[str] | None = None) -> DictConfig:
-    """The resolved run configuration for `overrides` (Hydra syntax: `group=option`, `key.sub=value`),
-    every setting checked against the rules of `projlab.schema` (a broken one is a one-line UserError)."""
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The run configuration for `overrides` (Hydra syntax: `group=option`, `key.sub=value`), composed and
+    resolved, not yet checked against the rules (a composition mistake is a one-line UserError)."""
     overrides = list(overrides or [])
     _projector_options()
     _check_group_choices(overrides)
@@ -86,6 +86,13 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
         raise UserError(f"bad configuration: {str(err).splitlines()[0]}") from err
     finally:
         GlobalHydra.instance().clear()
+    return cfg
+
+
+def load_config(overrides: list[str] | None = None) -> DictConfig:
+    """The resolved run configuration for `overrides`, every setting checked against the rules of
+    `projlab.schema` (a broken one is a one-line UserError)."""
+    cfg = compose_config(overrides)
     validate(cfg)
     return cfg
 
@@ -100,13 +107,6 @@ def unset_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
         elif not OmegaConf.is_interpolation(cfg, key) and OmegaConf.is_dict(cfg[key]):
             keys += unset_keys(cfg[key], f"{prefix}{key}.")
     return keys
-
-
-def projector_knobs(cfg: DictConfig) -> dict:
-    """The projector's own settings: everything in `projector` but its name, nulls dropped."""
-    knobs = OmegaConf.to_container(cfg.projector, resolve=True)
-    knobs.pop("name")
-    return {k: v for k, v in knobs.items() if v is not None}
 
 
 # The overrides that `run_name` reads (a group choice sets its `.name`): a sweep over any other key gives

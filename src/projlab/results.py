@@ -11,8 +11,9 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
         "projector": "c_abstractor", "num_visual_tokens": 144,   # M as built (derived by the projector)
         "resolution": 112, "grid": [16, 16], "image_aspect": "resize", "seed": 0, "preset": "tiny", "stage": "joint",
         "feature_layer": -1, "feature_norm": "standardize", "max_steps": 2100, "batch_size": 32,
-        "world_size": 1, "eval_batch_size": 64, "token_set": [144],   # every M it serves (elastic: several)
-        "full": {...resolved Hydra config...}
+        "world_size": 1, "eval_batch_size": 64, "precision": "32-true", "sweep": "single",
+        "control": null | "scrambled", "token_set": [144],   # every M it serves (elastic: several)
+        "projector_settings": {...every knob as built}, "full": {...resolved Hydra config...}
       },
       "efficiency": {
         "params_total": int, "params_trainable": int, "projector_params": int,
@@ -20,14 +21,15 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
         "llm_seq_len": int, "step_time_s": float (median), "samples_per_s": float,
         "visual_tokens_per_s": float, "peak_tensor_mb": float (the model's: weights, gradients, optimiser
         state, activations), "peak_rss_mb": float (the process's), "cpu_threads": int, "steps": int,
-        "wall_time_s": float,
+        "resumed_from_step": int, "samples": int, "wall_time_s": float, "data_setup_s": float,
+        "feature_cache": bool,
         "by_tokens": {"<M>": {"projector_flops", "llm_seq_len", "llm_flops"}}   # elastic runs only
       },
       "metrics": {
         "accuracy": float, "n": int,
         "per_category": {"<category>": {"accuracy": float, "n": int}, ...},
-        "predicted_histogram": {"A": int, ...},
-        "train_loss_final": float,
+        "loss": float, "predicted_histogram": {"A": float (the fraction of answers that chose A), ...},
+        "train_loss_final": float (the mean training loss of the last 50 steps), "val": {...the last validation},
         "locality": null | {"norm_ratio", "vision_norm", "text_norm", "knn_overlap", "knn_chance", "knn_k",
                             "images"},               # projlab.evaluation.locality, at the arm's M
         "by_tokens": {"<M>": {"accuracy", "n", "loss", "per_category", "locality"}},   # elastic runs only: the
@@ -39,11 +41,14 @@ Sweeps, evaluation and analysis read only this file (and the TensorBoard events 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from projlab.errors import UserError
 from projlab.io import read_json, write_json
@@ -116,3 +121,66 @@ def update_results(run_dir: str | Path, path: tuple[str, ...], value: Any) -> Pa
         node = node.setdefault(key, {})
     node[path[-1]] = value
     return write_json(results_path(run_dir), record)
+
+
+# ---- the record of a training run, as train.py writes it ------------------------------------------------
+TRAIN_LOSS_WINDOW = 50  # train_loss_final: the mean of this many last steps
+
+
+def run_config(cfg: DictConfig, model: Any, world_size: int, precision: str) -> dict:
+    """The record's `config`: what the built `model` (an MLLM) is, and the run's resolved config."""
+    return {
+        "projector": model.projector.registry_name,
+        "num_visual_tokens": model.num_visual_tokens,
+        "resolution": model.vision.resolution,
+        "grid": list(model.vision.grid),
+        "image_aspect": model.vision.image_aspect,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "stage": cfg.stage.name,
+        "feature_layer": cfg.vision.feature_layer,
+        "feature_norm": cfg.feature_norm,
+        "max_steps": cfg.stage.max_steps,
+        "precision": precision,
+        "batch_size": cfg.stage.batch_size,
+        "world_size": world_size,
+        "eval_batch_size": cfg.eval.batch_size,
+        "sweep": cfg.sweep,
+        "control": "scrambled" if cfg.data.get("scramble") else None,
+        "token_set": list(model.projector.token_set),  # every M it serves: [M], or an elastic projector's set
+        # every knob of the projector as built, the dataclass defaults the yaml leaves out included (init...)
+        "projector_settings": dataclasses.asdict(model.projector.config),
+        "full": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def failed(run_dir: str | Path, cfg: DictConfig, err: BaseException) -> dict:
+    """The record of a run that raised `err`: what was written before (or the folder and config), failed,
+    with the error's first line."""
+    record = read_results(run_dir) or {"run_dir": str(run_dir), "config": {"full": OmegaConf.to_container(cfg)}}
+    msg = str(err).splitlines()[0] if str(err) else ""
+    return {**record, "status": "failed", "error": f"{type(err).__name__}: {msg}"}
+
+
+def test_scores(test: dict[str, float], categories: list[str]) -> dict:
+    """A test's accuracy, n, loss and per-category scores, as results.json holds them."""
+    found = [c for c in categories if f"acc_{c}" in test]
+    return {
+        "accuracy": test.get("acc"),
+        "n": int(sum(test[f"n_{c}"] for c in found)),
+        "loss": test["loss"],
+        "per_category": {c: {"accuracy": test[f"acc_{c}"], "n": int(test[f"n_{c}"])} for c in found},
+    }
+
+
+def run_metrics(test: dict[str, float], categories: list[str], train_losses: list[float],
+                val: dict | None) -> dict:
+    """The record's `metrics` from the module's last test (or validation), its training losses and its last
+    validation."""
+    tail = train_losses[-TRAIN_LOSS_WINDOW:]
+    return {
+        **test_scores(test, categories),
+        "predicted_histogram": {k[-1]: v for k, v in test.items() if k.startswith("pred_frac_")},
+        "train_loss_final": sum(tail) / len(tail) if tail else None,
+        "val": val,
+    }

@@ -24,10 +24,10 @@ from projlab.run_lock import LOCK_FILE
 CONFIG_FILE = "config.yaml"
 REPLACED = "replaced"
 # Keys that say how a run is managed, not what it trains: the folder itself, where files go, how often it
-# logs or checkpoints, the progress bar, loader workers, a test's injected failure, the Optuna trial, and
-# the feature cache (cached and live features give the same losses, a test checks it).
+# logs or checkpoints, the progress bar, loader workers, a test's injected failure, the Optuna trial and
+# other callbacks, and the feature cache (cached and live features give the same losses, a test checks it).
 MANAGEMENT = (
-    "sweep", "run_name", "rerun", "fail_at_step", "optuna", "paths", "feature_cache",
+    "sweep", "run_name", "rerun", "fail_at_step", "optuna", "callbacks", "paths", "feature_cache",
     "trainer.progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_steps", "trainer.num_workers",
 )
 KEPT = ("train.log", LOCK_FILE, REPLACED)  # stay in the folder when a run is set aside

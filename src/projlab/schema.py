@@ -258,6 +258,7 @@ RULES: dict[str, Check] = {
     "feature_norm": choice(FEATURE_NORMS),
     "feature_cache": choice(("auto", "off")),
     "fail_at_step": integer(0, null=True),
+    "callbacks": mapping(),  # each entry built by Hydra from its _target_ (projlab.build.callbacks)
     "eval.batch_size": integer(1),
     "eval.val_every_steps": integer(1),
     "vision.name_or_path": text(),
@@ -408,13 +409,17 @@ def _tower_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def projector_knobs(cfg: DictConfig) -> dict:
+    """The projector's own settings: everything in `projector` but its name, nulls dropped."""
+    knobs = OmegaConf.to_container(cfg.projector, resolve=True)
+    knobs.pop("name")
+    return {k: v for k, v in knobs.items() if v is not None}
+
+
 def visual_tokens(cfg: DictConfig) -> int:
     """M, the number of visual tokens the projector will make on the tower's patch grid; UserError if it
     cannot make the count asked for."""
-    from projlab.projectors.registry import projector_class
-
-    from projlab.config import projector_knobs
-    from projlab.projectors.registry import projector_config
+    from projlab.projectors.registry import projector_class, projector_config
 
     side = cfg.vision.resolution // tower_geometry(cfg.vision.name_or_path)[0]
     cls = projector_class(cfg.projector.name)

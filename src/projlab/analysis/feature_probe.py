@@ -14,11 +14,12 @@ import sys
 
 import torch
 
+from projlab import build
 from projlab.config import load_config
 from projlab.console import quiet_third_party
 from projlab.data import spatial
-from projlab.data.features import cached_features
 from projlab.errors import UserError, exit_on_user_error
+from projlab.models.features import cached_features
 
 
 def probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int = 300) -> float:
@@ -39,13 +40,11 @@ def probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    from projlab.train import build_model, build_sources
-
     cfg = load_config(sys.argv[1:] if argv is None else argv)
     if cfg.data.name != "spatial":
         raise UserError("the feature probe reads the built-in spatial benchmark (data=spatial)")
-    model = build_model(cfg)
-    source = build_sources(cfg)["train"]
+    model = build.model(cfg)
+    source = build.sources(cfg)["train"]
     n_images = min(3000, len(source.items))
     feats = cached_features(model.vision, source.image, len(source.items), source.signature(), cfg.paths.cache_dir)
     rows, cols = model.vision.grid

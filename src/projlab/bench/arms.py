@@ -11,23 +11,21 @@ import functools
 from dataclasses import dataclass
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from projlab import build
 from projlab.bench.loop import autocast, plain_step, set_train_mode, to_device, trainable
 from projlab.bench.presets import Backbones
-from projlab.projectors.accounting import forward_flops
-from projlab.training.memory import peak_memory
 from projlab.bench.timing import Clock, interleaved, ratios, summary
-from projlab.config import load_config, projector_knobs
-from projlab.data.prompt import TextProcessor
+from projlab.config import load_config
 from projlab.data.sources import SpatialSource
-from projlab.models.mllm import MLLM
-from projlab.projectors.accounting import count_parameters, mfu, projector_flops, training_flops
+from projlab.projectors.accounting import count_parameters, forward_flops, mfu, projector_flops, training_flops
 from projlab.projectors.base import block_sides
 from projlab.projectors.registry import projector_class
+from projlab.schema import projector_knobs
 from projlab.training.datamodule import collate_train_examples
 from projlab.training.efficiency import llm_forward_flops
-from projlab.training.module import MLLMModule, StageConfig
+from projlab.training.memory import peak_memory
 
 # The arms of Honeybee's study, then the connectors that came after it. The elastic C-Abstractor is left out:
 # at each M it runs c_abstractor's network (the same modules, pooled to that M), so its cost is that arm's.
@@ -78,9 +76,12 @@ def projector_settings(name: str, tokens: int | None) -> dict:
     return knobs
 
 
-def stage_config(bb: Backbones, batch_size: int) -> StageConfig:
-    stage = OmegaConf.to_container(bb.cfg.stage, resolve=True)
-    return StageConfig(**{**stage, "batch_size": batch_size})
+def arm_config(bb: Backbones, spec: ArmSpec, batch_size: int, **changes) -> DictConfig:
+    """The preset's run config for the arm: its projector (knobs as a run composes them), the bench's batch
+    size for training and evaluation, and `changes`."""
+    cfg = bb.config(spec.projector, projector_settings(spec.projector, spec.tokens),
+                    stage={"batch_size": batch_size}, eval={"batch_size": batch_size})
+    return OmegaConf.merge(cfg, changes)
 
 
 def train_items(bb: Backbones, per_category: int) -> SpatialSource:
@@ -96,15 +97,15 @@ class Arm:
         precision: str,
     ) -> None:
         self.spec, self.device, self.precision = spec, device, precision
-        knobs = projector_settings(spec.projector, spec.tokens)
-        self.model = MLLM(bb.vision, bb.llm, spec.projector, knobs, bb.cfg.feature_norm).to(device)
-        self.module = MLLMModule(self.model, stage_config(bb, batch_size), ["bench"])
+        cfg = arm_config(bb, spec, batch_size)
+        self.model = bb.model(cfg).to(device)
+        self.module = build.module(cfg, self.model)
         opt = self.module.configure_optimizers()
         self.optimizer, self.scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
         self.params = trainable(self.module)
         set_train_mode(self.module)
         m = self.model.num_visual_tokens
-        processor = TextProcessor(bb.llm.tokenizer, m, bb.llm.image_token_id, bb.cfg.llm.template)
+        processor = build.text_processor(cfg, bb.llm, m)
         items = [source.items[i % len(source.items)] for i in range(batch_size)]
         batch = collate_train_examples(items, processor)
         g = torch.Generator().manual_seed(0)
@@ -121,7 +122,7 @@ class Arm:
     def projector_call(self) -> None:
         """Forward + backward of the feature norm and projector alone (a fixed random output gradient)."""
         with autocast(self.device, self.precision):
-            y = self.model.visual_tokens(self.batch["features"])
+            y = self.model.encode_images(features=self.batch["features"])
         y.backward(self.grad_out.to(y.dtype))
         self.model.projector.zero_grad(set_to_none=True)
 
@@ -129,7 +130,7 @@ class Arm:
         """Forward + backward of the LLM alone on the arm's batch, its visual tokens given (fixed, random)."""
         b = self.batch
         with autocast(self.device, self.precision):
-            out = self.model(b["input_ids"], b["attention_mask"], visual=self.visual, labels=b["labels"])
+            out = self.model(b["input_ids"], b["attention_mask"], self.visual, labels=b["labels"])
         out.loss.backward()
         self.model.llm.zero_grad(set_to_none=True)
 
@@ -143,7 +144,8 @@ class Arm:
         b = self.batch
         with autocast(self.device, self.precision):
             return forward_flops(
-                lambda: self.model(b["input_ids"], b["attention_mask"], features=b["features"], labels=b["labels"])
+                lambda: self.model(b["input_ids"], b["attention_mask"], self.model.encode_images(features=b["features"]),
+                                   labels=b["labels"])
             )
 
 

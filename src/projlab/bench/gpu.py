@@ -59,8 +59,8 @@ def step_forward_flops(model, batch: dict[str, torch.Tensor], precision: str) ->
 
     device = batch["input_ids"].device
     with torch.no_grad(), autocast(device, precision):
-        return forward_flops(lambda: model(batch["input_ids"], batch["attention_mask"], features=batch["features"],
-                                           labels=batch["labels"]))
+        return forward_flops(lambda: model(batch["input_ids"], batch["attention_mask"],
+                                           model.encode_images(features=batch["features"]), labels=batch["labels"]))
 
 
 def summarise(forward_flops: int, step_s: float, tokens: int, peak_tflops: float) -> dict[str, float]:
@@ -114,16 +114,14 @@ def _backbones(folder: Path, layers: int | None) -> tuple[str, str]:
 def bench(args, folder: Path, device: torch.device) -> dict:
     """Build, shard and time the step on `device` (a GPU; the CPU, with gloo, runs the same code for a check)."""
     import torch.distributed as dist
-    from omegaconf import OmegaConf
     from torch.distributed.device_mesh import init_device_mesh
 
+    from projlab import build
     from projlab.bench.loop import plain_step, set_train_mode, to_device, trainable
     from projlab.bench.report import environment
     from projlab.bench.timing import Clock, summary
     from projlab.config import load_config
     from projlab.projectors.accounting import count_parameters
-    from projlab.train import build_model
-    from projlab.training.module import MLLMModule, StageConfig
     from projlab.training.precision import resolve_precision
     from projlab.training.memory import peak_rss_mb
     from projlab.training.strategy import apply_fsdp2
@@ -136,9 +134,9 @@ def bench(args, folder: Path, device: torch.device) -> dict:
     cfg = load_config([*STAGE, f"vision.name_or_path={vision}", f"llm.name_or_path={llm}",
                        f"stage.batch_size={args.batch_size}", *args.overrides])
     precision = resolve_precision(cfg.trainer.precision, "gpu" if cuda else "cpu")
-    model = build_model(cfg)
-    stage = StageConfig(**{**OmegaConf.to_container(cfg.stage, resolve=True), "batch_size": args.batch_size})
-    module = MLLMModule(model, stage, ["bench"]).to(device)
+    model = build.model(cfg)
+    module = build.module(cfg, model).to(device)
+    stage = module.stage
     batch = to_device(synthetic_batch(model, args.batch_size, args.seq_len), device)
     fwd = step_forward_flops(model, batch, precision)  # counted before sharding: the model as a run builds it
 

@@ -46,11 +46,7 @@ def plain_step(
     kept on the device as `training_step` keeps it, backward, gradient clipping by norm, AdamW, zero grad, LR
     schedule. Returns the (detached) loss."""
     with autocast(device, precision):
-        out = module.model(
-            batch["input_ids"], batch["attention_mask"], features=batch.get("features"),
-            pixel_values=batch.get("pixel_values"), labels=batch["labels"],
-        )
-    loss = out.loss
+        loss = module.loss(batch)
     value = loss.detach()  # as training_step: kept on the device, read back later
     loss.backward()
     if module.stage.grad_clip:

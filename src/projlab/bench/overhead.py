@@ -23,12 +23,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from projlab.bench.arms import ArmSpec, projector_settings, stage_config, train_items
+from projlab import build
+from projlab.bench.arms import ArmSpec, arm_config, train_items
 from projlab.bench.loop import plain_step, set_train_mode, to_device, trainable
 from projlab.bench.presets import Backbones
 from projlab.bench.timing import Clock, summary
-from projlab.data.prompt import TextProcessor
-from projlab.models.mllm import MLLM
 from projlab.training.callbacks import EfficiencyMonitor
 from projlab.training.datamodule import QADataModule
 from projlab.training.module import MLLMModule
@@ -94,18 +93,15 @@ def bench_overhead(
 ) -> dict:
     """Lightning's step and iteration times against the plain loop's, and their ratios (medians)."""
     torch.manual_seed(0)
-    knobs = projector_settings(spec.projector, spec.tokens)
-    model = MLLM(bb.vision, bb.llm, spec.projector, knobs, bb.cfg.feature_norm).to(device)
-    module = MLLMModule(model, stage_config(bb, batch_size), ["bench"])
-    processor = TextProcessor(bb.llm.tokenizer, model.num_visual_tokens, bb.llm.image_token_id, bb.cfg.llm.template)
-    source = train_items(bb, per_category)
     total = warmup + steps
-    dm = QADataModule(
-        {"train": source, "val": source}, processor, bb.vision, True, cache_dir, batch_size, batch_size,
-        bb.cfg.seed, total, bb.cfg.trainer.num_workers,
-    )
-    dm.setup()
-    model.feature_norm.set_stats(*(t.to(device) for t in dm.feature_stats()))
+    # cached features (a frozen tower), as the tiny recipe trains
+    cfg = arm_config(bb, spec, batch_size, stage={"max_steps": total}, feature_cache="auto",
+                     paths={"cache_dir": str(cache_dir)})
+    model = bb.model(cfg).to(device)
+    module = build.module(cfg, model)
+    source = train_items(bb, per_category)
+    dm = build.datamodule(cfg, model, {"train": source, "val": source})
+    build.prepare_data(cfg, model, dm)
     clock = Clock(device)
     times: dict[str, dict[str, list[float]]] = {k: {"step": [], "iteration": []} for k in ("plain", "lightning")}
     loops = [("plain", run_plain), ("lightning", run_lightning)]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from projlab import build
 from projlab.bench.arms import train_items
 from projlab.bench.presets import Backbones
 from projlab.bench.timing import summary
-from projlab.data.prompt import TextProcessor
 from projlab.training.datamodule import QADataModule
 
 
@@ -31,15 +31,14 @@ def loader_throughput(
 ) -> dict:
     """Loader samples/s with and without the feature cache. Run it before the tower moves to an accelerator:
     the first call fills the feature cache (the tower's forward on the CPU batches it reads)."""
-    processor = TextProcessor(bb.llm.tokenizer, num_visual_tokens, bb.llm.image_token_id, bb.cfg.llm.template)
     source = train_items(bb, per_category)
     out: dict = {"preset": bb.name, "batch_size": batch_size, "batches": batches,
                  "num_workers": bb.cfg.trainer.num_workers, "train_items": len(source.items)}
-    for name, use_cache in (("cached", True), ("uncached", False)):
-        dm = QADataModule(
-            {"train": source}, processor, bb.vision, use_cache, cache_dir, batch_size, batch_size, bb.cfg.seed,
-            batches + 1, bb.cfg.trainer.num_workers,
-        )
+    for name, cache in (("cached", "auto"), ("uncached", "off")):
+        cfg = bb.config(stage={"batch_size": batch_size, "max_steps": batches + 1}, eval={"batch_size": batch_size},
+                        feature_cache=cache, paths={"cache_dir": str(cache_dir)})
+        processor = build.text_processor(cfg, bb.llm, num_visual_tokens)
+        dm = build.datamodule(cfg, bb.model(cfg), {"train": source}, processor=processor)
         t = summary(loader_times(dm, batches))
         out[name] = {"batch_time_s": t, "samples_per_s": batch_size / t["median"]}
     return out

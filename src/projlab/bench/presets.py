@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 from filelock import FileLock
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from projlab import build
 from projlab.config import load_config
 from projlab.models.language import LanguageModel
-from projlab.models.presets import build_tokenizer
+from projlab.models.mllm import MLLM
+from projlab.models.presets import build_tokenizer, tiny_words
 from projlab.models.vision import VisionTower
-from projlab.train import build_backbones
 
 MID_VISION: dict[str, Any] = dict(
     hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
@@ -45,17 +46,28 @@ class Backbones:
     vision: VisionTower
     llm: LanguageModel
 
+    def config(self, projector: str | None = None, knobs: dict | None = None, **changes: Any) -> DictConfig:
+        """The preset's run config with another projector (`knobs`: its settings) and `changes` merged in
+        (e.g. stage={"batch_size": 8})."""
+        cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
+        if projector is not None:
+            cfg.projector = {"name": projector, **(knobs or {})}
+        return OmegaConf.merge(cfg, changes)
+
+    def model(self, cfg: DictConfig) -> MLLM:
+        """The MLLM of `cfg` on this preset's shared tower and LLM."""
+        return build.model(cfg, (self.vision, self.llm))
+
 
 def _write_mid(dest: Path, seed: int) -> None:
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
-    from projlab.data.spatial import vocabulary
     from projlab.models.image_processing import clip_image_processor
 
     torch.manual_seed(seed)
     CLIPVisionModel(CLIPVisionConfig(**MID_VISION)).save_pretrained(dest / "vision")
     clip_image_processor(MID_VISION["image_size"]).save_pretrained(dest / "vision")
-    tokenizer = build_tokenizer(vocabulary())
+    tokenizer = build_tokenizer(tiny_words())  # the tiny preset's words: the template's "question", ":", "answer" too
     LlamaForCausalLM(
         LlamaConfig(
             vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
@@ -67,9 +79,7 @@ def _write_mid(dest: Path, seed: int) -> None:
 
 def ensure_mid_preset(cache_dir: str | Path, seed: int = 0) -> dict[str, str]:
     """Write the mid backbones under `cache_dir` once (safe under concurrent callers); return their paths."""
-    from projlab.data.spatial import vocabulary
-
-    spec = {"vision": MID_VISION, "llm": MID_LLM, "vocab": vocabulary(), "seed": seed, "version": 2}
+    spec = {"vision": MID_VISION, "llm": MID_LLM, "vocab": tiny_words(), "seed": seed, "version": 3}
     root = Path(cache_dir) / "presets"
     dest = root / f"mid-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
     root.mkdir(parents=True, exist_ok=True)
@@ -98,6 +108,6 @@ def preset_overrides(name: str) -> list[str]:
 
 
 def load_backbones(name: str) -> Backbones:
-    """The preset's tower and LLM, loaded by the function `projlab.train.build_model` loads them with."""
+    """The preset's tower and LLM, loaded as a run loads them (`projlab.build.backbones`)."""
     cfg = load_config(preset_overrides(name))
-    return Backbones(name, cfg, *build_backbones(cfg))
+    return Backbones(name, cfg, *build.backbones(cfg))

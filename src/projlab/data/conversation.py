@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from projlab.errors import UserError
-from projlab.models.language import IMAGE_TOKEN
+
+IMAGE_TOKEN = "<image>"  # where an image goes in a prompt or a record's turn (the tokenizer's special token)
 
 ROLES = ("human", "gpt")
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from projlab.data.conversation import Conversation
+from projlab.data.conversation import IMAGE_TOKEN, Conversation
 from projlab.data.spatial import Item
 from projlab.errors import UserError
-from projlab.models.language import IMAGE_TOKEN
 
 
 @dataclass(frozen=True)

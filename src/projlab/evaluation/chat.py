@@ -12,10 +12,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from projlab import build
 from projlab.cli import ArgumentParser
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
-from projlab.evaluation.checkpoint_eval import load_run
 from projlab.evaluation.generate import add_decoding_arguments, decoding_from, generate
 
 
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> str:
         raise UserError("--prompt is empty; give a question")
     image = read_image(args.image) if args.image else None  # before the model loads: a typo fails at once
     decoding = decoding_from(args)
-    _, _, module, processor = load_run(Path(args.run))
-    (answer,) = generate(module.model, processor, [args.prompt], [image] if image else None, decoding)
+    run = build.trained(Path(args.run))
+    (answer,) = generate(run.module.model, run.processor, [args.prompt], [image] if image else None, decoding)
     print(answer)
     return answer
 

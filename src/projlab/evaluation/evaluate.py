@@ -21,17 +21,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from projlab import build
 from projlab.cli import ArgumentParser, positive_int
 from projlab.console import quiet_third_party
 from projlab.data.spatial import LETTERS
 from projlab.errors import UserError, exit_on_user_error
 from projlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, records_to_answer, score_benchmark
-from projlab.evaluation.checkpoint_eval import evaluate_checkpoint, load_run
-from projlab.evaluation.each_m import at_each_m, is_elastic
+from projlab.evaluation.checkpoint_eval import evaluate_checkpoint
+from projlab.models.token_sets import at_each_m, is_elastic
 from projlab.evaluation.generate import Decoding, add_decoding_arguments, answer_in_text, decoding_from
-from projlab.evaluation.likelihood import option_batch, score_matrix, sequence_logprob
 from projlab.io import write_json
 from projlab.results import read_results, update_results
+from projlab.training.likelihood import choose, option_batch
 
 MODES = ("likelihood", "generate")  # how a question is answered: option likelihood, or text written out
 
@@ -43,7 +44,7 @@ def visual_tokens_once(model, images: list[Image.Image]) -> torch.Tensor:
     first: dict[tuple, int] = {}
     rows = [first.setdefault(k, len(first)) for k in keys]
     unique = [images[keys.index(k)] for k in first]
-    return model.visual_tokens(model.vision(model.vision.preprocess(unique)))[torch.tensor(rows)]
+    return model.encode_images(model.vision.preprocess(unique))[torch.tensor(rows)]
 
 
 @torch.no_grad()
@@ -54,11 +55,8 @@ def answer(module, processor, records, batch_size: int = 16) -> dict[str, str]:
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         visual = visual_tokens_once(model, [r.image() for r in chunk]) if model.num_visual_tokens else None
-        batch = option_batch(chunk, processor)
-        out = model(batch["input_ids"], batch["attention_mask"],
-                    visual=visual[batch["group"]] if visual is not None else None)
-        scores = score_matrix(sequence_logprob(out.logits, batch["labels"]), batch["group"], batch["option"], len(chunk))
-        for record, best in zip(chunk, scores.argmax(-1).tolist()):
+        chosen, _ = choose(model, option_batch(chunk, processor), visual, len(chunk))
+        for record, best in zip(chunk, chosen.tolist()):
             preds[record.id] = LETTERS[best]
     return preds
 
@@ -77,7 +75,8 @@ def evaluate(run: str, bench: str, data: str | None, images: str | None, limit: 
         if not data:
             raise UserError(f"--data is required for --bench {bench}: the benchmark file or folder")
         records = load_benchmark(bench, data, images=images)[: limit or None]
-        run_dir, _, module, processor = load_run(run)
+        trained = build.trained(run)
+        run_dir, module, processor = trained.run_dir, trained.module, trained.processor
         asked = records_to_answer(bench, records)
 
         def scored(p) -> tuple[dict, dict]:

@@ -81,8 +81,7 @@ def generate(
     ids, mask = ids.to(device), mask.to(device)
     visual = None
     if images is not None and model.num_visual_tokens:
-        pixels = model.vision.preprocess(images).to(device)
-        visual = model.visual_tokens(model.vision(pixels))
+        visual = model.encode_images(model.vision.preprocess(images).to(device))
     embeds = model.embed_inputs(ids, visual)
     if decoding.temperature:
         torch.manual_seed(decoding.seed)

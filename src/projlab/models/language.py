@@ -6,10 +6,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from projlab.data.conversation import IMAGE_TOKEN
 from projlab.models import attention  # noqa: F401  (registers the sdpa_cpu_fp32 attention)
 from projlab.models.hub import load_pretrained
-
-IMAGE_TOKEN = "<image>"
 
 
 class LanguageModel(nn.Module):

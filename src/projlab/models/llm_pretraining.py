@@ -18,8 +18,8 @@ import random
 import torch
 
 from projlab.data import spatial
+from projlab.data.conversation import IMAGE_TOKEN
 from projlab.data.prompt import TextProcessor, build_prompt, collate_examples
-from projlab.models.language import IMAGE_TOKEN
 from projlab.models.tower_pretraining import caption
 
 

@@ -1,4 +1,5 @@
-"""The multimodal LLM: vision tower -> feature norm -> projector -> spliced into the LLM's inputs.
+"""The multimodal LLM: vision tower -> feature norm -> projector (`encode_images`) -> spliced into the LLM's
+inputs (`forward`).
 
 Knows nothing of Lightning or of training stages.
 """
@@ -42,9 +43,15 @@ class MLLM(nn.Module):
         return list(self.vision.model.vision_model.encoder.layers if hasattr(self.vision.model, "vision_model")
                     else self.vision.model.encoder.layers) + self.llm.decoder_layers()
 
-    def visual_tokens(self, features: torch.Tensor) -> torch.Tensor:
-        """Patch features (B, N, C_vision) -> visual tokens (B, M, C_llm)."""
-        return self.projector(self.feature_norm(features))
+    def encode_images(self, pixel_values: torch.Tensor | None = None,
+                      features: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Images -> visual tokens (B, M, C_llm): `pixel_values` (B, 3, R, R) through the tower, or the tower's
+        `features` (B, N, C_vision) given (a frozen tower's, from the feature cache); then the feature norm and
+        the projector. The one place this chain runs. None where the projector emits no tokens (the blind
+        control: the tower is not run)."""
+        if not self.num_visual_tokens:
+            return None
+        return self.projector(self.feature_norm(self.vision(pixel_values) if features is None else features))
 
     def embed_inputs(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, T) -> the LLM's input embeddings (B, T, C_llm), the visual tokens (B, M, C_llm) written
@@ -55,20 +62,10 @@ class MLLM(nn.Module):
         slots = input_ids == self.llm.image_token_id
         return embeds.masked_scatter(slots.unsqueeze(-1), visual.to(embeds.dtype)[slots.any(-1)])
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        features: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        visual: torch.Tensor | None = None,
-    ):
-        """input_ids (B, T) with M image tokens per sample where the visual tokens go (none in a text-only one).
-        Give cached `features` (B, N, C_vision), `pixel_values` (B, 3, R, R), or visual tokens already
-        projected (`visual`, (B, M, C_llm): evaluation projects once per image and scores several options).
-        Returns the Hugging Face causal-LM output (logits (B, T, V); loss where labels are given)."""
-        if self.num_visual_tokens and visual is None:
-            visual = self.visual_tokens(self.vision(pixel_values) if features is None else features)
-        embeds = self.embed_inputs(input_ids, visual if self.num_visual_tokens else None)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                visual_tokens: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        """input_ids (B, T) with M image tokens per sample where the visual tokens (B, M, C_llm) of
+        `encode_images` go (none in a text-only one) -> the Hugging Face causal-LM output (logits (B, T, V);
+        loss where labels are given). Evaluation encodes each image once and scores several options with it."""
+        embeds = self.embed_inputs(input_ids, visual_tokens if self.num_visual_tokens else None)
         return self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)

@@ -118,3 +118,14 @@ class ProgressFile(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer)
+
+
+class FailAt(L.Callback):
+    """Raise at a given step: how tests and users check that a sweep survives a failing arm."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"injected failure at step {trainer.global_step}")

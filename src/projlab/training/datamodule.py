@@ -8,12 +8,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from projlab.data.features import cached_features, channel_stats, compute_features
 from projlab.data.prompt import TextProcessor, collate_examples, fitting
 from projlab.data.sources import Source
 from projlab.errors import UserError
-from projlab.evaluation.likelihood import option_batch
+from projlab.models.features import cached_features, cached_stats, channel_stats, compute_features
 from projlab.models.vision import VisionTower
+from projlab.training.likelihood import option_batch
 from projlab.training.sampler import StepSampler
 
 
@@ -84,8 +84,8 @@ class QADataModule(L.LightningDataModule):
             self.datasets[split] = SplitDataset(source, feats, keep)
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel statistics of the training split's image features (from the cache where there is one;
-        text-only records' blank images left out)."""
+        """Per-channel statistics of the training split's image features (kept with its feature-cache entry
+        where there is one; text-only records' blank images left out)."""
         self.setup()
         source, feats = self.datasets["train"].source, self.datasets["train"].features
         with_image = [i for i in range(len(source.items)) if source.has_image(i)]
@@ -93,7 +93,7 @@ class QADataModule(L.LightningDataModule):
             return torch.zeros(self.tower.hidden_size), torch.ones(self.tower.hidden_size)
         if feats is None:
             return channel_stats(compute_features(self.tower, lambda k: source.image(with_image[k]), len(with_image)))
-        return channel_stats(feats, with_image)
+        return cached_stats(self.tower, source.signature(), self.cache_dir, feats, with_image)
 
     # ---- batches ---------------------------------------------------------------------------
     def _visual(self, visuals: list) -> dict[str, torch.Tensor]:

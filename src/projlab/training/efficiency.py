@@ -10,8 +10,8 @@ import torch
 from projlab.data.conversation import Conversation
 from projlab.data.prompt import TextProcessor
 from projlab.data.spatial import Item
-from projlab.evaluation.each_m import at_each_m, is_elastic
 from projlab.models.mllm import MLLM
+from projlab.models.token_sets import at_each_m, is_elastic
 from projlab.projectors.accounting import count_parameters as _params
 from projlab.projectors.accounting import forward_flops, projector_flops
 
@@ -22,7 +22,7 @@ def llm_forward_flops(model: MLLM, input_ids: torch.Tensor, attention_mask: torc
     lookups, norms, activations, softmax and the loss are element-wise and not counted."""
     visual = torch.zeros(input_ids.shape[0], model.num_visual_tokens, model.llm.hidden_size,
                          device=input_ids.device)
-    return forward_flops(lambda: model(input_ids, attention_mask, visual=visual))
+    return forward_flops(lambda: model(input_ids, attention_mask, visual))
 
 
 def model_efficiency(model: MLLM, processor: TextProcessor, item: Item | Conversation) -> dict:

@@ -12,8 +12,8 @@ from torchmetrics import MeanMetric, SumMetric
 
 from projlab.data.spatial import LETTERS
 from projlab.errors import UserError
-from projlab.evaluation.likelihood import score_matrix, sequence_logprob
 from projlab.models.mllm import MLLM
+from projlab.training.likelihood import choose
 from projlab.training.strategy import configure_sharding
 
 
@@ -121,14 +121,15 @@ class MLLMModule(L.LightningModule):
                 module.eval()  # frozen parts stay deterministic (no dropout)
 
     # ---- steps ------------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        # an elastic projector emits the M its step drew (the batch's image tokens were expanded to it)
+    def loss(self, batch: dict) -> torch.Tensor:
+        """The training loss of `batch`: token ids, labels, and the images' features or pixels; an elastic
+        projector emits the M its step drew (the batch's image tokens were expanded to it)."""
         with self.model.projector.emitting(batch.get("num_visual_tokens", self.model.num_visual_tokens)):
-            out = self.model(
-                batch["input_ids"], batch["attention_mask"], features=batch.get("features"),
-                pixel_values=batch.get("pixel_values"), labels=batch["labels"],
-            )
-        loss = out.loss
+            visual = self.model.encode_images(batch.get("pixel_values"), batch.get("features"))
+            return self.model(batch["input_ids"], batch["attention_mask"], visual, labels=batch["labels"]).loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
         self._pending.append(loss.detach())
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/lr", self.optimizers().param_groups[-1]["lr"], on_step=True, on_epoch=False)  # lr, not the projector's
@@ -136,21 +137,14 @@ class MLLMModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, split: str) -> None:
         items = batch["items"]
+        visual = self.model.encode_images(batch.get("pixel_values"), batch.get("features"))
         if "options" not in batch:  # free-form data: teacher-forced loss only
             t = batch["targets"]
-            out = self.model(t["input_ids"], t["attention_mask"], features=batch.get("features"),
-                             pixel_values=batch.get("pixel_values"), labels=t["labels"])
+            out = self.model(t["input_ids"], t["attention_mask"], visual, labels=t["labels"])
             self.metrics[split].loss.update(out.loss)
             return
         opts = batch["options"]
-        features = batch.get("features")
-        if features is None and self.model.num_visual_tokens:
-            features = self.model.vision(batch["pixel_values"])
-        visual = self.model.visual_tokens(features)[opts["group"]] if self.model.num_visual_tokens else None
-        out = self.model(opts["input_ids"], opts["attention_mask"], visual=visual)
-        seq = sequence_logprob(out.logits, opts["labels"])
-        scores = score_matrix(seq, opts["group"], opts["option"], len(items))  # (B, 4)
-        preds = scores.argmax(-1)
+        preds, seq = choose(self.model, opts, visual, len(items))  # (B,), (S,)
         answers = torch.tensor([LETTERS.index(it.answer) for it in items], device=preds.device)
         correct = (preds == answers).float()
         n_tok = (opts["labels"][:, 1:] != -100).sum(-1).float()

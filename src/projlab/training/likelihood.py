@@ -7,6 +7,7 @@ import torch
 
 from projlab.data.prompt import TextProcessor, collate_examples
 from projlab.data.spatial import LETTERS, Item
+from projlab.models.mllm import MLLM
 
 
 def option_batch(items: list[Item], processor: TextProcessor) -> dict[str, torch.Tensor]:
@@ -38,3 +39,14 @@ def score_matrix(seq_scores: torch.Tensor, group: torch.Tensor, option: torch.Te
     out = torch.full((n_items, len(LETTERS)), float("-inf"), device=seq_scores.device)
     out[group, option] = seq_scores.float()
     return out
+
+
+def choose(model: MLLM, options: dict[str, torch.Tensor], visual_tokens: torch.Tensor | None,
+           n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item's answer by option likelihood: `options` from `option_batch` (S sequences), `visual_tokens`
+    (n_items, M, C_llm) one set per item (None: no image tokens) -> (the chosen option's index per item
+    (n_items,), each sequence's log-likelihood (S,))."""
+    visual = visual_tokens[options["group"]] if visual_tokens is not None else None
+    out = model(options["input_ids"], options["attention_mask"], visual)
+    seq = sequence_logprob(out.logits, options["labels"])
+    return score_matrix(seq, options["group"], options["option"], n_items).argmax(-1), seq

@@ -3,7 +3,8 @@
 A frozen tower's features depend only on (tower, weights, layer, resolution, how the image is made square and
 normalised, image), so they are computed once per dataset split and shared by every arm and epoch of a sweep:
 stored under the runs root, keyed by a hash of those inputs, written atomically, computed by one process while
-concurrent arms wait on a lock.
+concurrent arms wait on a lock. The feature norm's per-channel statistics of an entry are kept beside it,
+computed once.
 """
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ def cache_key(tower: VisionTower, data_signature: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def entry_path(tower: VisionTower, data_signature: str, cache_dir: str | Path) -> Path:
+    """The cache file of a split's features."""
+    return Path(cache_dir) / "features" / f"{cache_key(tower, data_signature)}.pt"
+
+
 @torch.no_grad()
 def compute_features(tower: VisionTower, images: Callable[[int], Image.Image], n: int) -> torch.Tensor:
     """Features (n, N, C) of `n` images in the tower's feature dtype, `images(i)` giving the i-th, in batches
@@ -71,7 +77,7 @@ def cached_features(
 ) -> torch.Tensor:
     """The split's features from the cache, computing and storing them first if absent. The row of an item
     without an image (`has_image(i)` false: a text-only record) is zeros, and the tower never sees it."""
-    path = Path(cache_dir) / "features" / f"{cache_key(tower, data_signature)}.pt"
+    path = entry_path(tower, data_signature, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not path.exists():
@@ -103,3 +109,18 @@ def channel_stats(
     mean = total[0] / count
     var = (total[1] / count - mean * mean).clamp_min(0)
     return mean.float(), var.sqrt().float()
+
+
+def cached_stats(
+    tower: VisionTower, data_signature: str, cache_dir: str | Path, features: torch.Tensor, rows: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`channel_stats(features, rows)` of a cache entry (`features`, as `cached_features` gave it; `rows`, its
+    images), computed once and kept beside the entry (every arm of a sweep reads them)."""
+    entry = entry_path(tower, data_signature, cache_dir)
+    path = entry.with_name(entry.stem + ".stats.pt")
+    with FileLock(str(entry) + ".lock"):
+        if not path.exists():
+            mean, std = channel_stats(features, rows)
+            atomic_write(path, lambda tmp: torch.save({"mean": mean, "std": std}, tmp))
+    stats = torch.load(path, weights_only=True)
+    return stats["mean"], stats["std"]
