@@ -133,6 +133,20 @@ def test_peak_memory_counts_parameters_gradients_state_and_activations():
     assert 4 * params <= mem["mb"] * 2**20 < 7 * params + 64 * (1024 + 256) * 4
 
 
+def test_the_mid_preset_tokenizes_every_prompt_word():
+    from projlab.bench.presets import mid_tokenizer
+    from projlab.data import spatial
+    from projlab.data.conversation import IMAGE_TOKEN
+    from projlab.data.prompt import TextProcessor
+
+    tok = mid_tokenizer()
+    processor = TextProcessor(tok, 16, tok.convert_tokens_to_ids(IMAGE_TOKEN), "plain")
+    for item in spatial.generate("mid", 2, seed=0):
+        ids = processor.example(item.question, item.answer_text)["input_ids"]
+        assert tok.unk_token_id not in ids and ids.count(processor.image_token_id) == 16
+    assert all(tok.convert_tokens_to_ids(w) != tok.unk_token_id for w in ("question", ":", "answer"))
+
+
 def test_summary_is_median_and_quartiles():
     s = summary([5.0, 1.0, 3.0, 2.0, 4.0])
     assert (s["median"], s["q1"], s["q3"], s["min"], s["max"], s["n"]) == (3.0, 2.0, 4.0, 1.0, 5.0, 5)

@@ -1,6 +1,7 @@
 """The one place that defines results.json, the record every run leaves in its folder.
 
-Sweeps, evaluation and analysis read only this file (and the TensorBoard events beside it).
+Sweeps, evaluation and analysis read only this file (and the TensorBoard events beside it). Its parts are
+built here too: `run_config` (config), `run_metrics` and `test_scores` (metrics), `failed` (a crash).
 
     {
       "schema": 1,

@@ -59,6 +59,12 @@ class Backbones:
         return build.model(cfg, (self.vision, self.llm))
 
 
+def mid_tokenizer():
+    """The mid LLM's tokenizer: the tiny preset's words (the benchmark's, the prompt template's "question", ":"
+    and "answer", the captions'), so that no prompt word is `<unk>`."""
+    return build_tokenizer(tiny_words())
+
+
 def _write_mid(dest: Path, seed: int) -> None:
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
@@ -67,7 +73,7 @@ def _write_mid(dest: Path, seed: int) -> None:
     torch.manual_seed(seed)
     CLIPVisionModel(CLIPVisionConfig(**MID_VISION)).save_pretrained(dest / "vision")
     clip_image_processor(MID_VISION["image_size"]).save_pretrained(dest / "vision")
-    tokenizer = build_tokenizer(tiny_words())  # the tiny preset's words: the template's "question", ":", "answer" too
+    tokenizer = mid_tokenizer()
     LlamaForCausalLM(
         LlamaConfig(
             vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
