@@ -91,14 +91,15 @@ def apply_fsdp2(
 ) -> None:
     """Shard `module.model` (an MLLM) in place over `mesh`; a second call is a no-op.
 
-    Each unit gets its own `fully_shard` so only one block is gathered at a time; the projector gets its own
-    because evaluation calls it outside the root's forward; the root holds what is left (embeddings, head).
+    Each unit gets its own `fully_shard` so only one block is gathered at a time, the projector too; the root
+    holds what is left (embeddings, head). `encode_images` runs the root's hooks as `forward` does: a step
+    encodes its images before the LLM's forward, and the root's hooks must run first.
     Parameter names do not change (FSDP2 and composable checkpointing add no wrapper), so name-based logic
     (the freeze policy, dropping frozen weights from checkpoints) works as in one process. Frozen and
     trainable parameters may share a unit (FSDP2 shards each parameter on its own).
     """
     from torch.distributed._composable import checkpoint
-    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     model: MLLM = module.model
     if isinstance(model, FSDPModule):
@@ -116,6 +117,7 @@ def apply_fsdp2(
         fully_shard(unit, **kwargs)
     fully_shard(model.projector, **kwargs)
     fully_shard(model, **kwargs)
+    register_fsdp_forward_method(model, "encode_images")
 
 
 def configure_sharding(module: L.LightningModule) -> None:
