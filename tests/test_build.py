@@ -132,3 +132,16 @@ def test_trained_gives_the_run_back_ready_to_evaluate(tiny_run):
     assert again.run_dir == run_dir
     with pytest.raises(UserError, match="not a run folder"):
         build.trained(run_dir / "checkpoints")
+
+
+def test_a_callback_enters_through_config(runs_dir, tmp_path):
+    """`callbacks.<name>: {_target_: class, arguments}` adds a Lightning callback to the run (how a search's
+    trial adds its pruning callback), without train.py knowing it."""
+    plain = ["trainer.progress_bar=false", "fail_at_step=3"]
+    cfg = load_config([*plain, "+callbacks.timer._target_=lightning.pytorch.callbacks.Timer",
+                       "+callbacks.timer.duration=00:00:05:00"])
+    built = build.callbacks(cfg, tmp_path)
+    assert [type(c).__name__ for c in built] == ["ModelCheckpoint", "LearningRateMonitor", "ProgressFile", "Timer",
+                                                 "FailAt"]
+    assert built[3]._duration == 300
+    assert "Timer" not in [type(c).__name__ for c in build.callbacks(load_config(plain), tmp_path)]

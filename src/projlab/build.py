@@ -213,6 +213,15 @@ def trainer(cfg: DictConfig, strategy: Strategy | str, logger: Logger, run_callb
     )
 
 
+def resume_point(run_dir: Path) -> tuple[Path | None, int]:
+    """(the run's last checkpoint, its step) to resume from; (None, 0) for a run that has none."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return None, 0
+    meta = last / "meta.pt" if last.is_dir() else last  # a distributed checkpoint is a folder
+    return last, torch.load(meta, map_location="cpu", weights_only=False)["global_step"]
+
+
 # ---- a trained run --------------------------------------------------------------------------------------
 def init_checkpoint(cfg: DictConfig) -> Path | None:
     """The checkpoint to start from (projlab.schema has checked that it is one, of the expected kind)."""

@@ -105,13 +105,11 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     logger = L.pytorch.loggers.TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     logger.log_hyperparams({k: v for k, v in base["config"].items() if k != "full"})
     trainer = build.trainer(cfg, strategy, logger, callbacks)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    meta = last / "meta.pt" if last.is_dir() else last  # a distributed checkpoint is a folder
-    resumed_from = torch.load(meta, map_location="cpu", weights_only=False)["global_step"] if last.exists() else 0
+    last, resumed_from = build.resume_point(run_dir)
     if resumed_from:
         print(f"resuming from {last} at step {resumed_from}")
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last else None)
     wall = time.perf_counter() - t0
     # the locality diagnostics on rank 0, not under FSDP (only a forward of every rank gathers its shards)
     diagnose = trainer.global_rank == 0 and cfg.trainer.strategy != "fsdp"
