@@ -131,6 +131,20 @@ def test_a_scrambled_run_is_read_back_from_its_folder_name_alone(tmp_path):
     assert (row["projector"], row["resolution"], row["seed"], row["stage"]) == ("scrambled", 112, 2, "joint")
 
 
+def test_the_control_in_the_record_and_in_the_run_name_is_one_name(runs_dir):
+    """`results.data_control` names the data-side control once: the record's `config.control`, the run name's
+    suffix and what `parse_run_name` reads back from it all come from it."""
+    from projlab.config import load_config, parse_run_name, run_name
+    from projlab.results import SCRAMBLED, data_control
+
+    scrambled = load_config(["projector=mlp", "data.scramble=true"])
+    assert data_control(scrambled) == SCRAMBLED
+    assert run_name(scrambled).endswith(f"-{SCRAMBLED}")
+    assert parse_run_name(run_name(scrambled))["control"] == SCRAMBLED
+    plain = load_config(["projector=mlp"])
+    assert data_control(plain) is None and parse_run_name(run_name(plain))["control"] is None
+
+
 # ---- tables ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_efficiency_table_cells_recomputed_from_results_json(runs, tmp_path):

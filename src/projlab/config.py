@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from projlab.errors import UserError
+from projlab.results import SCRAMBLED, data_control
 from projlab.schema import validate
 
 CONFIG_NAME = "train"
@@ -117,7 +118,6 @@ RUN_NAME_KEYS = ("projector", "projector.num_visual_tokens", "vision.resolution"
 # The run-name format, `<projector>-m<M|all>-r<resolution>-s<seed>-<stage>[-scrambled]`: written by
 # `run_name` (its first four parts, `arm_label`, also label a sweep's arms before they are composed) and read
 # back by `parse_run_name`; nothing else knows it.
-SCRAMBLED = "scrambled"  # the data-side control: the layout cells of every image permuted (data.scramble)
 _RUN_NAME = re.compile(
     rf"^(?P<projector>.+)-m(?P<tokens>\d+|all)-r(?P<res>\d+)-s(?P<seed>\d+)-(?P<stage>[^-]+)(?P<control>-{SCRAMBLED})?$"
 )
@@ -126,11 +126,6 @@ _RUN_NAME = re.compile(
 def arm_label(projector: str, tokens: int | None, resolution: int, seed: int) -> str:
     """`<projector>-m<M|all>-r<resolution>-s<seed>`: the run name without its stage (M unset: `all`)."""
     return f"{projector}-m{'all' if tokens is None else tokens}-r{resolution}-s{seed}"
-
-
-def data_control(cfg: DictConfig) -> str | None:
-    """The data-side control a run is (`scrambled`), or None: tables show it in place of the projector."""
-    return SCRAMBLED if cfg.data.get("scramble") else None
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -126,6 +126,13 @@ def update_results(run_dir: str | Path, path: tuple[str, ...], value: Any) -> Pa
 
 # ---- the record of a training run, as train.py writes it ------------------------------------------------
 TRAIN_LOSS_WINDOW = 50  # train_loss_final: the mean of this many last steps
+SCRAMBLED = "scrambled"  # the data-side control: the layout cells of every image permuted (data.scramble)
+
+
+def data_control(cfg: DictConfig) -> str | None:
+    """The data-side control a run is (`scrambled`), or None: tables show it in place of the projector, and
+    the run name ends with it (`config.run_name`)."""
+    return SCRAMBLED if cfg.data.get("scramble") else None
 
 
 def run_config(cfg: DictConfig, model: Any, world_size: int, precision: str) -> dict:
@@ -147,7 +154,7 @@ def run_config(cfg: DictConfig, model: Any, world_size: int, precision: str) -> 
         "world_size": world_size,
         "eval_batch_size": cfg.eval.batch_size,
         "sweep": cfg.sweep,
-        "control": "scrambled" if cfg.data.get("scramble") else None,
+        "control": data_control(cfg),
         "token_set": list(model.projector.token_set),  # every M it serves: [M], or an elastic projector's set
         # every knob of the projector as built, the dataclass defaults the yaml leaves out included (init...)
         "projector_settings": dataclasses.asdict(model.projector.config),

@@ -14,11 +14,11 @@ from typing import Any, Iterable
 import pandas as pd
 
 import projlab.projectors  # noqa: F401  (importing the package registers every projector)
-from projlab.config import SCRAMBLED, parse_run_name
+from projlab.config import parse_run_name
 from projlab.data.spatial import CATEGORIES, PIXEL_CATEGORIES, SPATIAL_CATEGORIES
 from projlab.io import read_json
 from projlab.projectors.registry import projector_class, table_order
-from projlab.results import RESULTS_FILE, read_results
+from projlab.results import RESULTS_FILE, SCRAMBLED, read_results
 
 SPATIAL = SPATIAL_CATEGORIES  # the tasks that need to know where a patch was
 PIXEL = PIXEL_CATEGORIES  # the tasks that need the pixels a low resolution loses

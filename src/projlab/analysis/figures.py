@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, arm_order, categories, token_points  # noqa: E402
-from projlab.config import SCRAMBLED  # noqa: E402
+from projlab.results import SCRAMBLED  # noqa: E402
 from projlab.projectors.registry import projector_class  # noqa: E402
 
 DATA_CONTROL_COLOURS = {SCRAMBLED: "#FBAFE4"}  # the projectors' colours are their classes' (`Projector.colour`)
