@@ -114,3 +114,23 @@ def test_a_damaged_results_json_is_named_counted_failed_kept_and_resumed(runs_di
     assert results(arm)["status"] == "completed" and results(arm)["efficiency"]["resumed_from_step"] == 6
     (kept,) = arm.glob("results.damaged-*.json")
     assert kept.read_text() == text[: len(text) // 2]  # nothing written is lost
+
+
+def test_a_folder_of_an_older_search_trial_still_resumes_but_other_settings_do_not(runs_dir):
+    """A trial folder from before the pruning callback came as `callbacks.pruning` holds an `optuna` key in its
+    config.yaml: the comparison leaves it out (`run_folder.RETIRED`), and still sees a real difference."""
+    from omegaconf import OmegaConf
+
+    from projlab.config import load_config
+    from projlab.run_folder import CONFIG_FILE, config_problem
+
+    arm = runs_dir / "st" / "trial-0"
+    arm.mkdir(parents=True)
+    asked = load_config([*TINY_RUN, "+callbacks.pruning.trial=0"])  # callbacks are management: not compared
+    old = OmegaConf.to_container(asked, resolve=True)
+    del old["callbacks"]["pruning"]
+    old["optuna"] = {"storage": "sqlite:///study.db", "study": "st", "trial": 0}
+    OmegaConf.save(OmegaConf.create(old), arm / CONFIG_FILE)
+    assert config_problem(arm, asked, "ways out") is None
+    other = load_config([*TINY_RUN, "seed=1"])
+    assert "seed 0 -> 1" in config_problem(arm, other, "ways out")

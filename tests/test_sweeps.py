@@ -18,6 +18,7 @@ import pytest
 
 from conftest import TINY_RUN
 from sweep_helpers import ARM, grid, pruning_spec, results, running_arm, wait_for, write_spec
+from projlab.config import load_config
 from projlab.errors import UserError
 from projlab.sweeps.grid import DEFAULT_SPEC, GridSpec, expand, load_spec, parse_args, plan, spec_from_args
 from projlab.sweeps.naming import sweep_name
@@ -218,6 +219,22 @@ def test_pruning_callback_reports_and_stops_a_lightning_run(tmp_path):
     assert callback.pruned and callback.pruned_at == 4 and trainer.global_step == 4  # stopped at the first check
     frozen = study.trials[0]
     assert frozen.intermediate_values == {2: 0.5, 4: 0.5} and frozen.user_attrs["pruned_at_step"] == 4
+
+
+def test_a_trials_pruning_callback_enters_through_config_and_is_the_searchs_own(runs_dir, tmp_path):
+    """The search gives each trial `callbacks.pruning` (class and arguments) as overrides; the run builds it like
+    any configured callback, and a spec or command line that sets it is refused before anything runs."""
+    from projlab import build
+    from projlab.sweeps.pruning import OptunaPruning
+    from projlab.sweeps.search import check_spec, pruning_overrides
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = load_config(["trainer.progress_bar=false", *pruning_overrides(url, "42", 7)])
+    [pruning] = [c for c in build.callbacks(cfg, tmp_path) if isinstance(c, OptunaPruning)]
+    assert (pruning.storage_url, pruning.study_name, pruning.number) == (url, "42", 7)  # "42" stays a name
+    spec = load_search_spec(pruning_spec(tmp_path / "s.yaml", "st", 2))
+    with pytest.raises(UserError, match="the search sets callbacks.pruning.trial itself"):
+        check_spec(spec, ["+callbacks.pruning.trial=3"])
 
 
 # ---------------------------------------------------------------------------------------------------------

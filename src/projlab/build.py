@@ -159,9 +159,6 @@ def check_built(cfg: DictConfig, mllm: MLLM) -> None:
 
 
 # ---- fitting ---------------------------------------------------------------------------------------------
-# A search's trial (`+optuna.storage/study/trial`, projlab.sweeps.search) reports to its study through this
-# callback; named, not imported: the sweeps run `projlab.train` as a process and sit above it
-PRUNING_TARGET = "projlab.sweeps.pruning.OptunaPruning"
 
 
 def callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
@@ -179,8 +176,6 @@ def callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     if cfg.trainer.progress_bar:
         out.append(progress_bar())
     extra = OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else {}
-    if cfg.get("optuna"):  # a search trial: report to the study, stop if pruned
-        extra["pruning"] = {"_target_": PRUNING_TARGET, **OmegaConf.to_container(cfg.optuna, resolve=True)}
     out += [instantiate(spec) for spec in extra.values()]
     if cfg.fail_at_step is not None:
         out.append(FailAt(cfg.fail_at_step))

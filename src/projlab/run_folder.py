@@ -24,12 +24,16 @@ from projlab.run_lock import LOCK_FILE
 CONFIG_FILE = "config.yaml"
 REPLACED = "replaced"
 # Keys that say how a run is managed, not what it trains: the folder itself, where files go, how often it
-# logs or checkpoints, the progress bar, loader workers, a test's injected failure, the Optuna trial and
-# other callbacks, and the feature cache (cached and live features give the same losses, a test checks it).
+# logs or checkpoints, the progress bar, loader workers, a test's injected failure, the callbacks (a search
+# trial's pruning among them), and the feature cache (cached and live features give the same losses, a test
+# checks it).
 MANAGEMENT = (
-    "sweep", "run_name", "rerun", "fail_at_step", "optuna", "callbacks", "paths", "feature_cache",
+    "sweep", "run_name", "rerun", "fail_at_step", "callbacks", "paths", "feature_cache",
     "trainer.progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_steps", "trainer.num_workers",
 )
+# Keys that older run folders' config.yaml hold and no run sets now, left out of the comparison so those runs
+# still resume: `optuna` (a search trial's study, before its pruning came as `callbacks.pruning`).
+RETIRED = ("optuna",)
 KEPT = ("train.log", LOCK_FILE, REPLACED)  # stay in the folder when a run is set aside
 SHOWN = 6  # differing keys named in one error line
 UNSET = "(not set)"
@@ -53,7 +57,7 @@ def differences(stored: dict, asked: dict, *, keep: tuple[str, ...] | None = Non
     """The keys whose values differ, as `key stored -> asked` joined by commas ('' if none): every key but
     the run-management ones, or only those under `keep`."""
     a, b = _flat(stored), _flat(asked)
-    compared = (lambda k: _under(k, keep)) if keep is not None else (lambda k: not _under(k, MANAGEMENT))
+    compared = (lambda k: _under(k, keep)) if keep is not None else (lambda k: not _under(k, (*MANAGEMENT, *RETIRED)))
     keys = [k for k in dict.fromkeys([*a, *b]) if compared(k) and a.get(k, UNSET) != b.get(k, UNSET)]
     shown = [f"{k} {_show(a, k)} -> {_show(b, k)}" for k in keys[:SHOWN]]
     more = f", and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""

@@ -1,7 +1,8 @@
 """Pruning from inside a trial process: report the validation metric to the study, stop when pruned.
 
-A search runs each trial as its own `projlab.train` process, given
-`+optuna.storage=<url> +optuna.study=<name> +optuna.trial=<number>`. This callback rebuilds the trial from
+A search runs each trial as its own `projlab.train` process, given this callback as a config entry
+(`+callbacks.pruning._target_=projlab.sweeps.pruning.OptunaPruning` and its `storage`, `study` and `trial`:
+`projlab.sweeps.search.pruning_overrides`). This callback rebuilds the trial from
 the shared storage, reports the monitored metric (the study's `monitor` attribute, default `val/acc`) at
 every validation with the global step, and when the study's pruner (its `pruner` attribute, set by the
 search command) says so, stops training and sets `pruned` so the run records status `pruned`. The search

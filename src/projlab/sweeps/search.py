@@ -11,16 +11,18 @@ server's heartbeat, `projlab.sweeps.storage.Heartbeat`). It is read and checked 
 `projlab.sweeps.specs.load_search_spec`.
 
 Storage: `sqlite:///<runs>/<study>/study.db` by default, any RDB URL, or `journal:<path>`. `--workers N` starts
-N worker processes, each running its own ask/tell loop on the storage until `n_trials` trials are finished
-or running in total; `ask()` gives each worker its own trial. Each trial is `projlab.train <overrides>
-<sampled> sweep=<study> run_name=trial-<number> +optuna.storage=... +optuna.study=... +optuna.trial=<number>`
-in its own process; the objective is read from its results.json; the trial process reports to the pruner
-itself (projlab.sweeps.pruning). Re-running the command continues the study; trials left RUNNING by a
-dead worker on this host are marked failed first. On a database server (`--storage postgresql://...`, for
-workers on many nodes) each worker beats for its running trial instead: a trial whose worker died anywhere
-is marked failed when its heartbeat is `grace_s` old and run again as a new trial of the same parameters in
-the first one's folder (resuming from its checkpoint); a retried trial does not count twice in n_trials, and
-a worker that has asked its last trial waits for the others' running trials, so one that died is retried.
+N worker processes, each running its own ask/tell loop on the storage until `n_trials` trials are finished or
+running in total; `ask()` gives each worker its own trial. Each trial is `projlab.train <overrides> <sampled>
+sweep=<study> run_name=trial-<number> +callbacks.pruning._target_=...OptunaPruning
++callbacks.pruning.storage=... +callbacks.pruning.study=... +callbacks.pruning.trial=<number>` in its own
+process; the objective is read from its results.json; the trial process reports to the pruner itself
+(projlab.sweeps.pruning, a callback given through config). Re-running the command continues the study; trials
+left RUNNING by a dead worker on this host are marked failed first. On a database server (`--storage
+postgresql://...`, for workers on many nodes) each worker beats for its running trial instead: a trial whose
+worker died anywhere is marked failed when its heartbeat is `grace_s` old and run again as a new trial of the
+same parameters in the first one's folder (resuming from its checkpoint); a retried trial does not count twice
+in n_trials, and a worker that has asked its last trial waits for the others' running trials, so one that died
+is retried.
 With the override `launcher=slurm` each trial runs as a SLURM job (`projlab.sweeps.slurm`).
 """
 from __future__ import annotations
@@ -58,6 +60,18 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.R
 
 
 # ---- overrides --------------------------------------------------------------------------------------
+# The callback through which a trial reports to its study; it enters the run as a config entry (`callbacks.
+# <name>`, built by projlab.build.callbacks), since train.py sits below the sweeps and never imports them
+PRUNING = "callbacks.pruning"
+PRUNING_CLASS = "projlab.sweeps.pruning.OptunaPruning"
+
+
+def pruning_overrides(storage_url: str, study: str, trial: int) -> list[str]:
+    """The overrides that make a trial process report to trial `trial` of `study` and stop when pruned."""
+    return [f"+{PRUNING}._target_={PRUNING_CLASS}", f"+{PRUNING}.storage={hydra_value(storage_url)}",
+            f"+{PRUNING}.study={hydra_value(study)}", f"+{PRUNING}.trial={trial}"]
+
+
 def hydra_value(value: Any) -> str:
     """A sampled value written for a Hydra override (strings quoted when they are not plain words)."""
     if isinstance(value, bool):
@@ -91,7 +105,7 @@ def _ends(spec: SearchSpec, end: int) -> dict[str, Any]:
 
 def check_spec(spec: SearchSpec, extra: list[str]) -> Path:
     """Compose a trial at both ends of the space before anything runs; return the runs root."""
-    check_reserved([*spec.overrides, *extra], "the search", "", (*RESERVED, "optuna"))
+    check_reserved([*spec.overrides, *extra], "the search", "", (*RESERVED, PRUNING))
     problems: dict[str, str] = {}  # error -> where (the same mistake at both ends is reported once)
     for end, where in ((0, "the low end"), (-1, "the high end")):
         try:
@@ -266,8 +280,7 @@ def work(
         folder = f"trial-{first if first is not None else trial.number}"
         overrides = [
             *trial_overrides(spec, trial.params, extra), f"sweep={spec.study}", f"run_name={folder}",
-            f"+optuna.storage={hydra_value(storage_url)}", f"+optuna.study={spec.study}",
-            f"+optuna.trial={trial.number}",
+            *pruning_overrides(storage_url, spec.study, trial.number),
         ]
         with beating(storage, trial, beat):
             outcome = run_trial(overrides, study_dir / folder, spec.study, launcher)

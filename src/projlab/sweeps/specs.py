@@ -45,10 +45,10 @@ def read_spec(path: str | Path, cls: type, kind: str, required: tuple[str, ...] 
 
 def check_reserved(overrides: list[str], who: str = "the sweep", hint: str = " (use --name)",
                    reserved: tuple[str, ...] = RESERVED) -> None:
-    """A UserError for an override of a key the sweep (`who`) sets on every arm itself."""
+    """A UserError for an override of a key the sweep (`who`) sets on every arm itself, or of a key under it."""
     for ov in overrides:
-        key = ov.partition("=")[0]
-        if key.lstrip("+~") in reserved:
+        key = ov.partition("=")[0].lstrip("+~")
+        if any(key == r or key.startswith(r + ".") for r in reserved):
             raise UserError(f"override {ov!r}: {who} sets {key} itself{hint}")
 
 
