@@ -39,7 +39,6 @@ from projlab.config import arm_label, load_config, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.results import read_results
 from projlab.run_folder import config_problem
-from projlab.schema import visual_tokens
 from projlab.sweeps import runner
 from projlab.sweeps.executor import run_grid
 from projlab.sweeps.launcher import split_launcher
@@ -95,9 +94,12 @@ def expand(spec: GridSpec, extra: list[str] | tuple[str, ...] = ()) -> list[Plan
 
 
 def check_arm(overrides: list[str]) -> tuple[Any, int]:
-    """Compose one arm (every setting checked: `projlab.schema`) and its token count M; UserError if invalid."""
+    """Compose one arm (every setting checked: `projlab.schema`) and its token count M (`build.check`, what a
+    run asks before it builds); UserError if invalid."""
+    from projlab import build  # loads torch and Lightning: only where arms are checked (not a search's workers)
+
     cfg = load_config(overrides)
-    return cfg, visual_tokens(cfg)
+    return cfg, build.check(cfg)
 
 
 def _one_error(problems: list[tuple[str, str]]) -> UserError:
