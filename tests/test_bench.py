@@ -93,6 +93,29 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_the_arms_come_from_the_registry():
+    """The bench's projectors, their Ms and their labels are read from each projector class (controls and
+    those running another's modules left out, the token rule deciding M), as the lists written out before gave."""
+    from projlab.bench.arms import HONEYBEE
+    from projlab.projectors.registry import projector_class, table_order
+
+    assert PROJECTORS == ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor", "avgpool",
+                          "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver")
+    assert HONEYBEE == PROJECTORS[:6]
+    left_out = [n for n in table_order() if n not in PROJECTORS]
+    assert left_out == ["c_abstractor_elastic", "blind", "shuffle"]
+    assert projector_class("c_abstractor_elastic").network_of == "c_abstractor"
+
+    def labels(tokens, grid):
+        return [s.label for s in arm_specs(tokens, ("linear", "c_abstractor", "pixel_shuffle", "perceiver"), grid)]
+
+    assert labels((64, 144, 256), (16, 16)) == [
+        "linear M=N", "c_abstractor M=64", "c_abstractor M=144", "c_abstractor M=256", "pixel_shuffle M=64",
+        "pixel_shuffle M=256", "perceiver M=64", "perceiver M=144", "perceiver M=256"]
+    assert labels((144,), (16, 16)) == ["linear M=N", "c_abstractor M=144", "pixel_shuffle M=N/4", "perceiver M=144"]
+    assert labels((144,), (24, 24)) == ["linear M=N", "c_abstractor M=144", "pixel_shuffle M=144", "perceiver M=144"]
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [

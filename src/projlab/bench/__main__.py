@@ -3,9 +3,10 @@
 
 Runs the sections in one process and writes <out>/results.json (atomic) and <out>/results.md:
 0. the roofline: this machine's matmul peak per precision (square and the tiny model's own shapes);
-1. per preset, every projector arm (Honeybee's six and the five after it, M in 64/144/256: N for the per-patch
-   ones, the Ms the grid's blocks give for the block ones): projector forward+backward alone and the full
-   training step, interleaved, with ratios to linear;
+1. per preset, every projector arm (every registered projector but the controls and those running another's
+   modules, `bench.arms.PROJECTORS`; M in 64/144/256: N for the per-patch ones, the Ms the grid's blocks give
+   for the block ones): projector forward+backward alone and the full training step, interleaved, with ratios
+   to linear;
 2. Lightning's training step against a plain PyTorch loop on the recipe's arm (the smallest preset given);
 3. the DataModule's loader alone (cached features, and rendering + preprocessing) against the step;
 4. the paper configuration's projectors (1024 -> 4096, grids 16x16 and 24x24).
@@ -61,7 +62,7 @@ def run(s: Settings, out: Path) -> dict:
     for preset in s.presets:
         bb = load_backbones(preset)
         specs = arm_specs(s.tokens, grid=bb.vision.grid)
-        recipe = ArmSpec(bb.cfg.projector.name, bb.cfg.projector.get("num_visual_tokens"))
+        recipe = ArmSpec(bb.cfg.projector.name, bb.cfg.projector.get("num_visual_tokens"), tuple(bb.vision.grid))
         batch, cache = s.batch_size[preset], bb.cfg.paths.cache_dir
         if results["roofline"] is None:  # at the recipe's own LLM shape: batch x the M=144 sequence
             c = bb.llm.model.config

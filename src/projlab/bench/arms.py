@@ -19,46 +19,62 @@ from projlab.bench.presets import Backbones
 from projlab.bench.timing import Clock, interleaved, ratios, summary
 from projlab.config import load_config
 from projlab.data.sources import SpatialSource
+from projlab.errors import UserError
 from projlab.projectors.accounting import count_parameters, forward_flops, mfu, projector_flops, training_flops
-from projlab.projectors.base import block_sides
-from projlab.projectors.registry import projector_class
+from projlab.projectors.base import Projector
+from projlab.projectors.registry import projector_class, table_order
 from projlab.schema import projector_knobs
 from projlab.training.datamodule import collate_train_examples
 from projlab.training.efficiency import llm_forward_flops
 from projlab.training.memory import peak_memory
 
-# The arms of Honeybee's study, then the connectors that came after it. The elastic C-Abstractor is left out:
-# at each M it runs c_abstractor's network (the same modules, pooled to that M), so its cost is that arm's.
-HONEYBEE = ("linear", "mlp", "resampler", "qformer", "c_abstractor", "d_abstractor")
-PROJECTORS = (*HONEYBEE, "avgpool", "ldpv2", "pixel_shuffle", "tokenpacker", "perceiver")
+# Every registered projector in table order, the controls and those that run another's modules left out (the
+# elastic C-Abstractor: at each M, c_abstractor's network pooled to that M, so its cost is that arm's); the
+# arms of Honeybee's study among them are timed at the paper's size too (`Settings.paper_timed`).
+PROJECTORS = tuple(n for n in table_order()
+                   if not projector_class(n).is_control and projector_class(n).network_of is None)
+HONEYBEE = tuple(n for n in PROJECTORS if projector_class(n).paper_arm)
 REFERENCE = "linear"
 
 
 @dataclass(frozen=True)
 class ArmSpec:
     projector: str
-    tokens: int | None  # None: the projector's own M (every patch, M = N; a block projector's r = 2, N / 4)
+    tokens: int | None  # None: the projector's own M on `grid` (every patch, M = N; a block projector's N / 4)
+    grid: tuple[int, int]
 
     @property
     def label(self) -> str:
-        unset = "N" if projector_class(self.projector).token_rule == "all_patches" else "N/4"
-        return f"{self.projector} M={unset if self.tokens is None else self.tokens}"
+        """`<projector> M=<M>`; the projector's own M as a share of the N patches (`N`, `N/4`)."""
+        cls = projector_class(self.projector)
+        if self.tokens is not None or not _makes(cls, None, self.grid):
+            return f"{self.projector} M={self.tokens}"  # None: a rule with no M of its own, its build says so
+        n, m = self.grid[0] * self.grid[1], cls.resolve_num_visual_tokens(None, self.grid)
+        return f"{self.projector} M={'N' if m == n else f'N/{n // m}' if m else 0}"
+
+
+def _makes(cls: type[Projector], tokens: int | None, grid: tuple[int, int]) -> bool:
+    """Whether the token rule of `cls` makes M = `tokens` (None: its own M) on `grid`."""
+    try:
+        cls.resolve_num_visual_tokens(tokens, grid)
+    except UserError:
+        return False
+    return True
 
 
 def arm_specs(tokens: tuple[int, ...], projectors: tuple[str, ...] = PROJECTORS,
               grid: tuple[int, int] = (16, 16)) -> list[ArmSpec]:
-    """Per-patch projectors once (M = N); block projectors (M = N / r^2) at each requested M the `grid`'s blocks
-    give, or at their default r = 2 where none does; the others once per requested M."""
+    """Projectors that take no token request once, at their own M (per-patch: M = N); the others at each
+    requested M their token rule makes on `grid`, or at their own M where it makes none of them (a block
+    projector, M = N / r^2, at r = 2)."""
+    grid = tuple(grid)
     specs = []
     for name in projectors:
-        rule = projector_class(name).token_rule
-        if rule == "all_patches":
-            specs.append(ArmSpec(name, None))
-        elif rule == "blocks":
-            fits = [m for m in tokens if m in block_sides(grid)]
-            specs += [ArmSpec(name, m) for m in fits] if fits else [ArmSpec(name, None)]
-        else:
-            specs += [ArmSpec(name, m) for m in tokens]
+        cls = projector_class(name)
+        ms: list[int | None] = [m for m in tokens if _makes(cls, m, grid)] if cls.takes_token_request else []
+        if not ms:  # its own M; where it has none, the requested ones, whose build says why they fail
+            ms = [None] if _makes(cls, None, grid) else list(tokens)
+        specs += [ArmSpec(name, m, grid) for m in ms]
     return specs
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from projlab.bench.arms import HONEYBEE
+from projlab.bench.arms import HONEYBEE, REFERENCE
 from projlab.bench.cards import BF16_DENSE_TFLOPS
 from projlab.bench.presets import MID_LLM, MID_VISION, PRESETS
 from projlab.cli import ArgumentParser, positive_int
@@ -48,7 +48,7 @@ class Settings:
 QUICK = dict(
     presets=("tiny",), tokens=(64,), batch_size={"tiny": 4, "mid": 2}, repeats={"tiny": 2, "mid": 2},
     overhead_batch=4, per_category=4, overhead_steps=4,
-    overhead_warmup=1, overhead_blocks=1, pipeline_batches=3, paper_repeats=1, paper_timed=("linear",),
+    overhead_warmup=1, overhead_blocks=1, pipeline_batches=3, paper_repeats=1, paper_timed=(REFERENCE,),
 )
 
 def _describe(vision: dict, llm: dict) -> str:

@@ -37,6 +37,9 @@ class Projector(nn.Module):
     table_rank: ClassVar[int] = 1000  # place in tables and figures (ties: by name); controls come last
     colour: ClassVar[str | None] = None  # in every figure; None: one of the spare colours (`analysis.figures`)
     source: ClassVar[str] = ""  # the paper or codebase whose design it follows (the --table's last column)
+    paper_arm: ClassVar[bool] = False  # one of the arms of Honeybee's projector study (the bench times it at size)
+    # The registered projector whose modules it runs, adding none (its cost is that one's: the bench leaves it out)
+    network_of: ClassVar[str | None] = None
 
     def __init__(self, config: Any, vision_dim: int, llm_dim: int, grid: tuple[int, int]) -> None:
         super().__init__()

@@ -76,6 +76,7 @@ def reg_stage(depth: int, in_dim: int, out_dim: int, se_ratio: float) -> nn.Sequ
 
 @register("c_abstractor", CAbstractorConfig)
 class CAbstractor(SquareGrid):
+    paper_arm = True
     table_rank = 50
     colour = "#CC78BC"
     source = "Honeybee (arXiv 2312.06742)"

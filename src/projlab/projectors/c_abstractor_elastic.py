@@ -35,6 +35,8 @@ class ElasticCAbstractorConfig(CAbstractorConfig):
 class ElasticCAbstractor(CAbstractor):
     token_rule = "set"  # each M of the config's `token_set`, a square
     takes_token_request = False  # its M comes from its token set, not a sweep's token list
+    paper_arm = False
+    network_of = "c_abstractor"  # at each M, c_abstractor's modules pooled to that M
     table_rank = 120
     colour = "#7D3C98"
     source = "Honeybee's C-Abstractor; token counts nested as Matryoshka Multimodal Models (arXiv 2405.17430)"

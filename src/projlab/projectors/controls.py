@@ -39,6 +39,8 @@ class Blind(NoTokens):
 @register("shuffle", MLPConfig)
 class ShuffledPatches(MLPProjector):
     is_control = True
+    paper_arm = False
+    network_of = "mlp"  # its modules, on patches in another order
     table_rank = 20
     colour = "#56B4E9"
     source = "control: the MLP on patches in a fresh random order"

@@ -88,6 +88,7 @@ def grid_points(side: int, grid: tuple[int, int], span: str) -> torch.Tensor:
 
 @register("d_abstractor", DAbstractorConfig)
 class DAbstractor(SquareGrid):
+    paper_arm = True
     table_rank = 60
     colour = "#CA9161"
     source = "Honeybee (arXiv 2312.06742)"

@@ -18,6 +18,7 @@ class LinearConfig:
 
 @register("linear", LinearConfig)
 class LinearProjector(PerPatch):
+    paper_arm = True
     table_rank = 10
     colour = "#0173B2"
     source = "LLaVA (arXiv 2304.08485)"

@@ -24,6 +24,7 @@ class MLPConfig:
 
 @register("mlp", MLPConfig)
 class MLPProjector(PerPatch):
+    paper_arm = True
     table_rank = 20
     colour = "#DE8F05"
     source = "LLaVA-1.5 (arXiv 2310.03744)"

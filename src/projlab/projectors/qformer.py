@@ -32,6 +32,7 @@ class QFormerConfig:
 
 @register("qformer", QFormerConfig)
 class QFormer(Projector):
+    paper_arm = True
     table_rank = 40
     colour = "#D55E00"
     source = "BLIP-2 (arXiv 2301.12597)"

@@ -65,6 +65,7 @@ class ResamplerLayer(nn.Module):
 
 @register("resampler", ResamplerConfig)
 class Resampler(Projector):
+    paper_arm = True
     table_rank = 30
     colour = "#029E73"
     source = "Honeybee's baseline after mPLUG-Owl's abstractor (arXiv 2304.14178)"
