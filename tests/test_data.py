@@ -77,9 +77,8 @@ def test_every_answer_is_true_of_its_scene(items):
         elif it.category == "attribute":
             assert _named(it, words[4]).colour == it.answer_text
         elif it.category == "adjacent_relation":
-            a = _named(it, words[3])
-            (b,) = [o for o in it.objects if o is not a and max(abs(o.cell[0] - a.cell[0]), abs(o.cell[1] - a.cell[1])) == 1]
-            assert a.layout == b.layout == spatial.FINE_CELLS  # its neighbour: the one object in the next cells
+            a, b = _named(it, words[3]), _named(it, words[8])
+            assert a.layout == b.layout == spatial.FINE_CELLS
             step = {"left": (0, 1), "right": (0, -1), "above": (1, 0), "below": (-1, 0)}[it.answer_text]
             assert (b.cell[0] - a.cell[0], b.cell[1] - a.cell[1]) == step, (it.question, it.objects)
             others = [o for o in it.objects if o not in (a, b)]  # distractors keep off the pair's neighbours

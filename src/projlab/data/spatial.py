@@ -17,11 +17,9 @@ On the coarse CELLS x CELLS layout (objects of 20 px at 112 px):
   shade: 0.3% of their contrast remains on the diagonals, 3.5% on the horizontal and vertical ones), 2.1 px
   at 168 and 2.8 px at 224, where they show (30-80% of their contrast).
 On the fine FINE_CELLS x FINE_CELLS layout (objects of 8 px at 112 px, one cell per token of a 12 x 12 grid):
-- `adjacent_relation` (spatial, needs fine tokens): where one named object is relative to its neighbour, the
-  one object in the cells around it (left/right/above/below). Pooled to 4 x 4 tokens, two neighbours share
-  a token two times in three; to 8 x 8, one time in three; to 12 x 12, never. Naming one object keeps the
-  question one lookup (the model finds the named colour), and what it asks is what a shared token loses:
-  which of the two is where.
+- `adjacent_relation` (spatial, needs fine tokens): where one named object is relative to the object in the
+  next cell (left/right/above/below). Pooled to 4 x 4 tokens, two neighbours share a token two times in
+  three; to 8 x 8, one time in three; to 12 x 12, never.
 """
 from __future__ import annotations
 
@@ -64,7 +62,7 @@ QUESTION = {
     "spatial_relation": "where is the {a} object relative to the {b} object ?",
     "counting": "how many objects are there ?",
     "attribute": "what colour is the {a} ?",
-    "adjacent_relation": "where is the {a} object relative to its neighbour ?",
+    "adjacent_relation": "where is the {a} object relative to the {b} object ?",
     "stripes": "which way do the stripes on the {a} object run ?",
 }
 
