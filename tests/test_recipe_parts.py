@@ -3,7 +3,6 @@ rule, the projector's learning-rate scale."""
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 
 from projlab.errors import UserError
 from projlab.training import precision
