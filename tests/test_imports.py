@@ -2,7 +2,8 @@
 
 The layers, lowest first (a module may import its own layer and those below it):
 
-     1  ground      projlab (the package), errors, io, console, cli, run_lock, checks
+     1  ground      projlab (the package), errors, io, console, cli, run_lock, checks,
+                            markdown
      2  records     results, run_folder                      (results.json and the run folder)
      3  parts       data/, projectors/                       (items, prompts, sources; the projectors)
      4  models      models/                                  (tower, LLM, MLLM, feature cache, presets)
@@ -25,7 +26,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("projlab", "projlab.errors", "projlab.io", "projlab.console", "projlab.cli", "projlab.run_lock",
-                "projlab.checks")),
+                "projlab.checks", "projlab.markdown")),
     ("records", ("projlab.results", "projlab.run_folder")),
     ("parts", ("projlab.data", "projlab.projectors")),
     ("models", ("projlab.models",)),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from projlab import markdown
+
 DASH = "—"
 
 
@@ -72,14 +74,11 @@ def to_markdown(table: Table) -> str:
     groups = _group_row(table, lambda g: g)
     if groups:
         header = [f"{g}: {c}" if g else c for g, c in zip(groups, cols)]
-    lines = [f"**{table.name}.** {table.caption}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in cols) + "|"]
+    rows = []
     for i in range(len(table.display)):
-        cells = []
-        for c in cols:
-            text = str(table.display[c].iloc[i]).replace("|", "\\|")
-            cells.append(f"**{text}**" if table.is_bold(i, c) else text)
-        lines.append("| " + " | ".join(cells) + " |")
+        texts = {c: str(table.display[c].iloc[i]) for c in cols}
+        rows.append([f"**{texts[c]}**" if table.is_bold(i, c) else texts[c] for c in cols])
+    lines = [f"**{table.name}.** {table.caption}", ""] + markdown.table(header, rows)
     lines += [""] + [f"Note: {n}" for n in table.notes]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from projlab.markdown import table
+
 
 def cpu_model() -> str:
     try:
@@ -65,10 +67,6 @@ def _n(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
-def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def _arms(records: list[dict], preset: str, presets_doc: dict) -> list[str]:
     rs = [r for r in records if r["preset"] == preset]
     if not rs:
@@ -88,9 +86,8 @@ def _arms(records: list[dict], preset: str, presets_doc: dict) -> list[str]:
             f"{r['peak_memory_mb']['projector']:.0f} / {r['peak_memory_mb']['step']:.0f}",
             f"{r['flops']['step_forward'] / 1e9:.2f}", achieved, _parts(r),
         ])
-    return [f"### Preset `{preset}`: {presets_doc.get(preset, '')}; batch {b}", ""] + _table(
-        header, rows, ["---"] + ["---:"] * (len(header) - 1)
-    ) + [""]
+    title = f"### Preset `{preset}`: {presets_doc.get(preset, '')}; batch {b}"
+    return [title, ""] + table(header, rows, "l" + "r" * (len(header) - 1)) + [""]
 
 
 def _roofline(r: dict) -> list[str]:
@@ -98,8 +95,8 @@ def _roofline(r: dict) -> list[str]:
     for precision, p in r.items():
         for shape, g in p["gflops"].items():
             rows.append([precision, p["dtype"], shape, _n(g), "peak" if g == p["peak_gflops"] else ""])
-    return ["torch's own matmul, median of repeated products; the peak of a precision is its best shape.", ""] + _table(
-        ["precision", "dtype", "product", "GFLOP/s", ""], rows, ["---", "---", "---", "---:", "---"]) + [""]
+    return ["torch's own matmul, median of repeated products; the peak of a precision is its best shape.", ""] + table(
+        ["precision", "dtype", "product", "GFLOP/s", ""], rows, "lllrl") + [""]
 
 
 def _parts(r: dict) -> str:
@@ -121,7 +118,7 @@ def _overhead(o: dict) -> list[str]:
         f"alternating (ABBA), of {o['timed_steps_per_block']} timed steps after {o['warmup_per_block']} warm-up steps. "
         f"Target: ratio <= {o['target_ratio']:.2f}; measured: {verdict} target.",
         "",
-    ] + _table(["loop", "step ms", "iteration ms (incl. next batch)"], rows, ["---", "---:", "---:"]) + [""]
+    ] + table(["loop", "step ms", "iteration ms (incl. next batch)"], rows, "lrr") + [""]
 
 
 def _pipeline(ps: list[dict]) -> list[str]:
@@ -137,8 +134,8 @@ def _pipeline(ps: list[dict]) -> list[str]:
                 f"{a['ratio_cached']:.1f}", f"{a['ratio_uncached']:.1f}",
             ])
     return ["Ratio = loader samples/s / step samples/s; above 1: the loader is not the bottleneck "
-            f"(num_workers={ps[0]['num_workers'] if ps else 0}, as the recipe).", ""] + _table(
-        header, rows, ["---"] + ["---:"] * (len(header) - 1)) + [""]
+            f"(num_workers={ps[0]['num_workers'] if ps else 0}, as the recipe).", ""] + table(
+        header, rows, "l" + "r" * (len(header) - 1)) + [""]
 
 
 def _paper(ps: list[dict]) -> list[str]:
@@ -149,9 +146,9 @@ def _paper(ps: list[dict]) -> list[str]:
     ] for p in ps]
     return ["Vision width 1024 -> LLM width 4096 (ViT-L/14 -> Vicuna-7B). FLOPs: torch's FlopCounterMode "
             "(matmuls, convolutions, attention; a multiply-add is 2; element-wise work and grid_sample not "
-            "counted).", ""] + _table(
+            "counted).", ""] + table(
         ["projector", "grid", "M", "parameters", "forward GFLOPs / sample", f"fwd+bwd ms, batch {b}"], rows,
-        ["---", "---", "---:", "---:", "---:", "---:"]) + [""]
+        "llrrrr") + [""]
 
 
 def _load_warning(env: dict) -> list[str]:
