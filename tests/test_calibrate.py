@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from conftest import TINY_RUN
+from projlab.analysis.collect import collect_runs
+from projlab.analysis.tables import spatial_table
 from projlab.data import spatial
 
 pytestmark = pytest.mark.slow
@@ -66,6 +68,18 @@ def test_every_cell_is_the_mean_and_std_of_its_runs(calibrated):
             assert cell["std"] == pytest.approx(statistics.stdev(values))
             assert cell["n"] == per_seed[0]["n"] == 8
     assert table["arms"]["blind"]["plateau_seeds"] == []  # blind is the plateau's reference, never flagged
+
+
+def test_calibration_prints_the_spatial_tables_figures(calibrated):
+    """One computation of a cell: calibration's mean and std are the analysis tables' for the same runs."""
+    _, sweep = calibrated
+    arms = json.loads((sweep / "calibration.json").read_text())["arms"]
+    data = spatial_table(collect_runs(sweep.parent, sweep.name)).data.set_index(["projector", "num_visual_tokens"])
+    for label, key in {"c_abstractor-m4": ("c_abstractor", 4), "resampler-m4": ("resampler", 4)}.items():
+        assert arms[label]["categories"]
+        for cat, cell in arms[label]["categories"].items():
+            assert cell["mean"] == data.loc[key, f"acc_{cat}"]
+            assert cell["std"] == data.loc[key, f"acc_{cat}_std"]
 
 
 def test_matched_projectors_get_a_paired_test(calibrated):

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
-from projlab.analysis.stats import compare_arms
+from projlab.analysis.stats import compare_arms, mean_std
 from projlab.analysis.tables import blind_losses, plateau_flags
 from projlab.cli import ArgumentParser, positive_int
 from projlab.config import run_name
@@ -61,7 +61,8 @@ def plan(spec: CalibrationSpec, extra: list[str]) -> list[tuple[str, Arm]]:
 
 
 def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[str, Any]:
-    """Per label and category: mean, std, n (questions per seed), seeds; steps, wall time; plateau flags."""
+    """Per label and category: mean, std, n (questions per seed), seeds; steps, wall time; plateau flags.
+    Mean and std are `analysis.stats.mean_std`'s, the plateau rule `analysis.tables`': the figures the tables print."""
     runs = collect_runs(runs_root, sweep).set_index("arm")
     label_of = {arm.name: label for label, arm in arms}
     runs = runs[runs.index.isin(label_of)]
@@ -82,10 +83,10 @@ def summarise(arms: list[tuple[str, Arm]], runs_root: Path, sweep: str) -> dict[
         for cat in CATEGORIES:
             col = f"acc_{cat}"
             if col in done and done[col].notna().any():
-                vals = done[col].dropna()
+                mean, std, seeds = mean_std(done[col])  # the tables' own figures (analysis.tables.spatial_table)
                 entry["categories"][cat] = {
-                    "mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else None,
-                    "n": int(done[f"n_{cat}"].max()), "values": [float(v) for v in vals],
+                    "mean": mean, "std": std if seeds > 1 else None,
+                    "n": int(done[f"n_{cat}"].max()), "values": [float(v) for v in done[col].dropna()],
                 }
         rows[label] = entry
     for label, _ in arms:  # planned but never run (e.g. `--report` before the sweep ends): listed, not hidden
