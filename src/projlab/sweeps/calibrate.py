@@ -23,6 +23,7 @@ from projlab.config import run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import write_json
+from projlab.markdown import table
 from projlab.run_folder import config_problem
 from projlab.sweeps import runner
 from projlab.sweeps.executor import run_grid
@@ -122,32 +123,28 @@ def _cell(c: dict[str, Any] | None) -> str:
 def markdown(rows: dict[str, Any], tests: list[dict[str, Any]]) -> str:
     cats = list(CATEGORIES)
     n = next((c["n"] for r in rows.values() for c in r["categories"].values()), 0)
-    lines = [
-        f"Accuracy (%) on the test split, mean ± std over seeds; n = {n} questions per category and seed; "
-        f"chance = {100 * CHANCE:.0f}%.",
-        "",
-        "| arm | " + " | ".join(cats) + " | seeds | steps | wall s/arm | ignores image |",
-        "|---|" + "---:|" * len(cats) + "---:|---:|---:|---|",
-    ]
+    body = []
     for label, r in rows.items():
         wall = f"{r['wall_time_s']:.0f}" if r["wall_time_s"] is not None else "-"
         flag = ", ".join(f"seed {s}" for s in r["plateau_seeds"]) or "-"
         fails = "".join(f" ({r[k]} {k})" for k in ("failed", "running") if r.get(k)) or (
             " (not run)" if r.get("not_run") else "")
-        lines.append(
-            f"| {label} | " + " | ".join(_cell(r["categories"].get(c)) for c in cats)
-            + f" | {len(r['seeds'])}{fails} | {r['steps'] or '-'} | {wall} | {flag} |"
-        )
+        body.append([label, *(_cell(r["categories"].get(c)) for c in cats), f"{len(r['seeds'])}{fails}",
+                     str(r["steps"] or "-"), wall, flag])
+    lines = [
+        f"Accuracy (%) on the test split, mean ± std over seeds; n = {n} questions per category and seed; "
+        f"chance = {100 * CHANCE:.0f}%.",
+        "",
+        *table(["arm", *cats, "seeds", "steps", "wall s/arm", "ignores image"], body, "l" + "r" * (len(cats) + 3)),
+    ]
     if tests:
+        pairs = [[str(t["tokens"]), t["projector_a"], t["projector_b"], f"{100 * t['acc_a']:.1f}",
+                  f"{100 * t['acc_b']:.1f}",
+                  f"{100 * t['diff']:+.1f} ({100 * t['ci_low']:+.1f}, {100 * t['ci_high']:+.1f})",
+                  f"{t['p_mcnemar']:.2g}", t["verdict"]] for t in tests]
         lines += ["", "Matched visual tokens, spatial categories, questions paired by (seed, question): "
                   "exact McNemar test, alpha = 0.05.", "",
-                  "| M | A | B | acc A | acc B | A - B (95% CI) | p | verdict |", "|---:|---|---|---:|---:|---:|---:|---|"]
-        for t in tests:
-            lines.append(
-                f"| {t['tokens']} | {t['projector_a']} | {t['projector_b']} | {100 * t['acc_a']:.1f} | {100 * t['acc_b']:.1f} | "
-                f"{100 * t['diff']:+.1f} ({100 * t['ci_low']:+.1f}, {100 * t['ci_high']:+.1f}) | {t['p_mcnemar']:.2g} | "
-                f"{t['verdict']} |"
-            )
+                  *table(["M", "A", "B", "acc A", "acc B", "A - B (95% CI)", "p", "verdict"], pairs, "rllrrrr")]
     return "\n".join(lines) + "\n"
 
 
@@ -176,9 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = summarise(arms, runs_root, spec.name)
     tests = matched_tests(spec, runs_root)
     write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})
-    table = markdown(rows, tests)
-    (sweep_dir / "calibration.md").write_text(table)
-    print(table)
+    text = markdown(rows, tests)
+    (sweep_dir / "calibration.md").write_text(text)
+    print(text)
     print(f"wrote {sweep_dir / 'calibration.json'} and {sweep_dir / 'calibration.md'}")
     if runner.interrupted() or any(o.status != "completed" for o in outcomes):
         sys.exit(1)
