@@ -294,6 +294,9 @@ def test_table_command_lists_every_projector():
         assert name in rows, f"{name} missing from the table:\n{out.stdout}"
     assert "| c_abstractor | 144 | 37,070,336 | 262,144 |" in out.stdout
     assert "| linear | 256 | 4,198,400 | 0 |" in out.stdout
+    grid = [line for line in out.stdout.splitlines() if line.startswith("|")]  # projlab.markdown's grid
+    assert grid[1] == "|---|---:|---:|---:|---:|---|---|" and {line.count("|") for line in grid} == {8}
+    assert "| *controls* |" in out.stdout
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import sys
 
 import torch
 
+from projlab import markdown
 from projlab.cli import ArgumentParser, positive_int
 from projlab.errors import UserError, exit_on_user_error
 from projlab.projectors import available_projectors, build_projector
@@ -88,13 +89,11 @@ def table(args: argparse.Namespace) -> str:
         f"(N={rows * cols}), --tokens {args.tokens} (query and square-pooling projectors only; block projectors "
         f"at r = 2, M = N / 4)",
         "",
-        "| " + " | ".join(header) + " |",
-        "|---|---:|---:|---:|---:|---|---|",
     ]
-    lines += ["| " + " | ".join(_row(n, args)) + " |" for n in arms]
+    body = [_row(n, args) for n in arms]
     if controls:
-        lines.append("| *controls* | | | | | | |")
-        lines += ["| " + " | ".join(_row(n, args)) + " |" for n in controls]
+        body += [["*controls*"] + [""] * (len(header) - 1), *(_row(n, args) for n in controls)]
+    lines += markdown.table(header, body, "lrrrr")
     lines += [
         "",
         "FLOPs: torch.utils.flop_counter (a multiply-add is 2 FLOPs; matmuls, convolutions and attention only;",
