@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 from projlab.cli import ArgumentParser, positive_int  # noqa: E402
 from projlab.errors import UserError, exit_on_user_error  # noqa: E402
+from projlab.markdown import table  # noqa: E402
 
 # stage 2 from a random projector rather than a stage-1 checkpoint: a step costs the same
 STAGE = ["experiment=paper_stage2", "stage.requires_init=false", "vision=clip_l14_336", "projector=c_abstractor",
@@ -193,9 +194,9 @@ def markdown(r: dict) -> str:
         f"M = {c['num_visual_tokens']}; stage {c['stage']} (trains {', '.join(c['trainable'])}), FSDP2 "
         f"({c['fsdp_mixed_precision']} policy), {c['precision']}, gradient checkpointing "
         f"{'on' if c['gradient_checkpointing'] else 'off'}; batch {c['batch_size']} x {c['seq_len']} tokens.", "",
-        "| step (median) | tokens/s | achieved TFLOP/s | MFU | peak memory |", "|---|---|---|---|---|",
-        f"| {r['step_time_s']:.3f} s | {r['tokens_per_s']:,.0f} | {r['achieved_tflops']:.0f} | {r['mfu']:.1%} "
-        f"| {r['peak_memory_gib']:.1f} GiB |", "",
+        *table(["step (median)", "tokens/s", "achieved TFLOP/s", "MFU", "peak memory"],
+               [[f"{r['step_time_s']:.3f} s", f"{r['tokens_per_s']:,.0f}", f"{r['achieved_tflops']:.0f}",
+                 f"{r['mfu']:.1%}", f"{r['peak_memory_gib']:.1f} GiB"]]), "",
         f"MFU: 3 x the step's forward FLOPs ({r['forward_flops'] / 1e12:.1f} TFLOP, `projectors.accounting`) per "
         f"second, over the card's dense bf16 peak of {r['peak_tflops_bf16']:g} TFLOP/s. Steps timed: "
         f"{r['step_time_s_summary']['n']} after {c['warmup']} of warm-up.", "",
