@@ -29,7 +29,7 @@ from IPython.display import Markdown, display
 
 from projlab.analysis.collect import collect_sweep
 from projlab.analysis.paper import load_paper_numbers, paper_comparison
-from projlab.analysis.render import to_markdown, write_table
+from projlab.analysis.render import publish
 from projlab.analysis.tables import efficiency_table
 
 tables_dir = Path(out_dir) / "tables"
@@ -38,9 +38,7 @@ print(f"{len(runs)} run(s) under {Path(runs_root) / sweep}:", runs["status"].val
 
 # %%
 table = efficiency_table(runs, name="efficiency")
-for path in write_table(table, tables_dir):
-    print(path)
-display(Markdown(to_markdown(table)))
+display(Markdown(publish(table, tables_dir)))
 
 # %% [markdown]
 # ## The paper beside this sweep
@@ -51,8 +49,7 @@ display(Markdown(to_markdown(table)))
 
 # %%
 paper = paper_comparison(load_paper_numbers(), runs, name="paper_vs_sweep")
-for path in write_table(paper, tables_dir):
-    print(path)
+markdown = publish(paper, tables_dir)
 matched = int((paper.data["sweep_seeds"] > 0).sum())
 print(f"{matched} of {int(paper.data['value'].notna().sum())} published numbers have a matching configuration here")
-display(Markdown(to_markdown(paper)))
+display(Markdown(markdown))

@@ -28,7 +28,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from projlab.analysis.collect import collect_predictions, collect_sweep
-from projlab.analysis.render import to_markdown, write_table
+from projlab.analysis.render import publish
 from projlab.analysis.stats import significance
 from projlab.analysis.tables import significance_table, spatial_table
 
@@ -37,9 +37,7 @@ runs = collect_sweep(runs_root, sweep)
 
 # %%
 table = spatial_table(runs, name="spatial")
-for path in write_table(table, tables_dir):
-    print(path)
-display(Markdown(to_markdown(table)))
+display(Markdown(publish(table, tables_dir)))
 
 # %% [markdown]
 # ## Significance
@@ -50,6 +48,4 @@ display(Markdown(to_markdown(table)))
 predictions = collect_predictions(runs_root, sweep)
 print(f"{len(predictions)} per-question answers from {predictions['arm'].nunique()} completed run(s)")
 sig = significance_table(significance(predictions), name="significance")
-for path in write_table(sig, tables_dir):
-    print(path)
-display(Markdown(to_markdown(sig)))
+display(Markdown(publish(sig, tables_dir)))

@@ -31,7 +31,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from projlab.analysis.collect import collect_predictions, collect_runs
-from projlab.analysis.render import to_markdown, write_table
+from projlab.analysis.render import publish
 from projlab.analysis.stats import significance
 from projlab.analysis.tables import significance_table, spatial_table
 
@@ -53,13 +53,9 @@ if summary.is_file():
 # %%
 if not runs.empty:
     table = spatial_table(runs, name="calibration_spatial")
-    for path in write_table(table, tables_dir):
-        print(path)
-    display(Markdown(to_markdown(table)))
+    display(Markdown(publish(table, tables_dir)))
 
 # %%
 if not runs.empty:
     sig = significance_table(significance(collect_predictions(runs_root, CALIBRATION)), name="calibration_significance")
-    for path in write_table(sig, tables_dir):
-        print(path)
-    display(Markdown(to_markdown(sig)))
+    display(Markdown(publish(sig, tables_dir)))

@@ -28,7 +28,7 @@ from IPython.display import Markdown, display
 
 from projlab.analysis.collect import collect_sweep
 from projlab.analysis.elastic import elastic_table
-from projlab.analysis.render import to_markdown, write_table
+from projlab.analysis.render import publish
 from projlab.analysis.tables import locality_table
 
 tables_dir = Path(out_dir) / "tables"
@@ -36,15 +36,11 @@ runs = collect_sweep(runs_root, sweep)
 
 # %%
 table = locality_table(runs, name="locality")
-for path in write_table(table, tables_dir):
-    print(path)
-display(Markdown(to_markdown(table)))
+display(Markdown(publish(table, tables_dir)))
 
 # %%
 table = elastic_table(runs, name="elastic_vs_separate")
 if table.data.empty:
     print("no elastic run in this sweep (c_abstractor_elastic): nothing to compare")
 else:
-    for path in write_table(table, tables_dir):
-        print(path)
-    display(Markdown(to_markdown(table)))
+    display(Markdown(publish(table, tables_dir)))

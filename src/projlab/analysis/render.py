@@ -126,12 +126,22 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: Table, out_dir: str | Path) -> list[Path]:
-    """`<out_dir>/<name>.md`, `.tex` and `.csv`; returns the three paths."""
+def write_table(table: Table, out_dir: str | Path, markdown: str | None = None) -> list[Path]:
+    """`<out_dir>/<name>.md`, `.tex` and `.csv` (`markdown`: the table's, if already rendered); returns the
+    three paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{table.name}.{ext}" for ext in ("md", "tex", "csv")]
-    paths[0].write_text(to_markdown(table))
+    paths[0].write_text(to_markdown(table) if markdown is None else markdown)
     paths[1].write_text(to_latex(table))
     table.data.to_csv(paths[2], index=False)
     return paths
+
+
+def publish(table: Table, out_dir: str | Path) -> str:
+    """What a notebook does with each table: write its three files (printing their paths) and return its
+    Markdown to display."""
+    markdown = to_markdown(table)
+    for path in write_table(table, out_dir, markdown):
+        print(path)
+    return markdown
