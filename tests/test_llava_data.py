@@ -161,3 +161,15 @@ def test_the_feature_cache_never_runs_the_tower_on_a_text_only_record(mix, cache
     assert 9 not in seen and len(seen) == len(mix.items) - 1
     assert not feats[9].any()
     assert torch.equal(feats[:2], compute_features(tower, mix.image, 2))
+
+
+def test_free_form_validation_reports_its_loss_and_no_choice_figures():
+    import warnings
+
+    from projlab.training.module import MCMetrics
+
+    metrics = MCMetrics(["counting"])
+    metrics.loss.update(torch.tensor(1.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchmetrics warns when a metric is computed before any update
+        assert metrics.compute() == {"loss": 1.5}

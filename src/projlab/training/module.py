@@ -60,10 +60,11 @@ class MCMetrics(nn.Module):
 
     def compute(self) -> dict[str, float]:
         out = {"loss": float(self.loss.compute())}
-        if self.overall.update_called:  # free-form data has a loss but no choices to score
-            out["acc"] = float(self.overall.compute())
+        if not self.overall.update_called:  # free-form data has a loss but no choices to score
+            return out
+        out["acc"] = float(self.overall.compute())
         for c in self.categories:
-            if float(self.n[c].compute()) > 0:
+            if self.n[c].update_called:
                 out[f"acc_{c}"] = float(self.acc[c].compute())
                 out[f"n_{c}"] = float(self.n[c].compute())
         total = sum(float(self.hist[l].compute()) for l in LETTERS) or 1.0
