@@ -85,12 +85,38 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
     assert next(q for q in paper if q["projector"] == "mlp" and q["grid"] == "24x24")["num_visual_tokens"] == 576
     assert all(_positive(q["time_s"]["median"]) for q in paper if q["projector"] in res["settings"]["paper_timed"])
 
+    # 5. the recipe arm's step profiled: its buckets are its whole profiled time, matmuls among them
+    (prof,) = res["profile"]
+    assert prof["num_visual_tokens"] == 16 and prof["projector"] in PROJECTORS and prof["steps"] == 2
+    shares = {k: b["share"] for k, b in prof["buckets"].items()}
+    assert sum(shares.values()) == pytest.approx(1.0) and min(shares.values()) >= 0
+    assert {"matmul", "Python between ops", "optimiser and clipping"} <= set(shares)
+    assert 0 < prof["self_time_per_step_s"] <= 1.05 * prof["profiled_step_s"]  # one thread's own times
+    assert _positive(prof["matmul"]["gflop_per_step"]) and _positive(prof["matmul"]["achieved_gflops"])
+
     md = (out / "results.md").read_text()
     assert md.startswith("# projlab bench")
     for needle in ("torch 2", "lightning", "transformers", "| linear M=N |", "Lightning / plain",
-                   "## 3. Data pipeline", "| resampler | 24x24 | 144 |"):
+                   "## 3. Data pipeline", "| resampler | 24x24 | 144 |", "## 5. Where the recipe arm's step",
+                   "| matmul | "):
         assert needle in md
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_profile_buckets_name_what_an_op_is():
+    from projlab.bench.profile import OTHER, STEP, bucket
+
+    assert {op: bucket(op) for op in (
+        "aten::mm", "aten::addmm", "aten::mm_out", "aten::convolution_backward", "aten::conv2d",
+        "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_foreach_norm", "Optimizer.step#AdamW.step",
+        "autograd::engine::evaluate_function: MmBackward0", "aten::_to_copy", "aten::native_layer_norm_backward",
+        "aten::silu", STEP)} == {
+        "aten::mm": "matmul", "aten::addmm": "matmul", "aten::mm_out": OTHER,
+        "aten::convolution_backward": "convolution", "aten::conv2d": "convolution",
+        "aten::_scaled_dot_product_flash_attention_for_cpu": "attention (SDPA, softmax)",
+        "aten::_foreach_norm": "optimiser and clipping", "Optimizer.step#AdamW.step": "optimiser and clipping",
+        "autograd::engine::evaluate_function: MmBackward0": "autograd engine", "aten::_to_copy": "casts and copies",
+        "aten::native_layer_norm_backward": "norms", "aten::silu": OTHER, STEP: "Python between ops"}
 
 
 def test_the_arms_come_from_the_registry():

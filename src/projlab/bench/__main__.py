@@ -9,7 +9,8 @@ Runs the sections in one process and writes <out>/results.json (atomic) and <out
    to linear;
 2. Lightning's training step against a plain PyTorch loop on the recipe's arm (the smallest preset given);
 3. the DataModule's loader alone (cached features, and rendering + preprocessing) against the step;
-4. the paper configuration's projectors (1024 -> 4096, grids 16x16 and 24x24).
+4. the paper configuration's projectors (1024 -> 4096, grids 16x16 and 24x24);
+5. where the recipe arm's step spends its time (torch.profiler at M = 16 and 144, the recipe's batch).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from projlab.bench.overhead import bench_overhead  # noqa: E402
 from projlab.bench.paper import bench_paper  # noqa: E402
 from projlab.bench.pipeline import against_steps, loader_throughput  # noqa: E402
 from projlab.bench.presets import load_backbones  # noqa: E402
+from projlab.bench.profile import profile_recipe  # noqa: E402
 from projlab.bench.report import environment, markdown  # noqa: E402
 from projlab.bench.roofline import llm_shapes, peaks  # noqa: E402
 from projlab.bench.settings import PRESET_DOC, Settings, parse  # noqa: E402
@@ -58,6 +60,7 @@ def run(s: Settings, out: Path) -> dict:
         "overhead": None,
         "pipeline": [],
         "paper": [],
+        "profile": [],
     }
     for preset in s.presets:
         bb = load_backbones(preset)
@@ -85,6 +88,8 @@ def run(s: Settings, out: Path) -> dict:
                 bb, recipe, ob, s.overhead_steps, s.overhead_warmup, s.overhead_blocks, device, s.precision,
                 cache, s.per_category,
             )
+            _say(f"{preset}: profile of {recipe.projector} at M = {', '.join(map(str, s.profile_tokens))}, batch {ob}")
+            results["profile"] = profile_recipe(bb, s.profile_tokens, ob, s.profile_steps, device, s.precision, peak)
         del bb
     _say(f"paper configuration's projectors (timed: {', '.join(s.paper_timed)})")
     results["paper"] = bench_paper(s.paper_batch, s.paper_repeats, s.paper_timed, device, s.precision)

@@ -151,6 +151,27 @@ def _paper(ps: list[dict]) -> list[str]:
         "llrrrr") + [""]
 
 
+def _profile(ps: list[dict], precision: str) -> list[str]:
+    """Per bucket, ms per step (share) of each profiled arm; the matmuls' rate; each arm's dearest ops."""
+    labels = [f"{p['label']} (batch {p['batch_size']}, seq {p['seq_len']})" for p in ps]
+    buckets = list(dict.fromkeys(b for p in ps for b in p["buckets"]))
+    rows = [[b] + [f"{1e3 * p['buckets'][b]['s_per_step']:.1f} ({100 * p['buckets'][b]['share']:.0f}%)"
+                   if b in p["buckets"] else "-" for p in ps] for b in buckets]
+    rows.append(["profiled step"] + [f"{1e3 * p['profiled_step_s']:.1f}" for p in ps])
+    lines = [f"torch.profiler over {ps[0]['steps']} steps after 2 unprofiled ones, precision {precision}: each "
+             "op's own time, sorted by what it is, ms per step (share of the profiled time). Matmul FLOPs are the "
+             "profiler's count of every forward and backward product.", ""]
+    lines += table(["bucket"] + labels, rows, "l" + "r" * len(ps)) + [""]
+    for p in ps:
+        mm = p["matmul"]
+        frac = f", {100 * mm['fraction_of_peak']:.0f}% of the peak" if mm.get("fraction_of_peak") else ""
+        rate = f"{_n(mm['achieved_gflops'])} GFLOP/s{frac}" if mm["achieved_gflops"] else "no matmul time"
+        lines += [f"- {p['label']}: matmuls {mm['gflop_per_step']:.2f} GFLOP per step at {rate}; dearest ops: "
+                  + ", ".join(f"{o['op']} {o['ms_per_step']:.1f} ms ({o['calls_per_step']:g} calls)"
+                              for o in p["top_ops"][:6])]
+    return lines + [""]
+
+
 def _load_warning(env: dict) -> list[str]:
     """A busy machine distorts CPU timings (with 2 OpenMP threads on 2 shared cores, by orders of magnitude)."""
     loads = [env.get("load_average_at_start", [0])[0], env.get("load_average_at_end", [0])[0]]
@@ -208,4 +229,6 @@ def markdown(results: dict) -> str:
         lines += ["## 3. Data pipeline against the training step", ""] + _pipeline(results["pipeline"])
     if results.get("paper"):
         lines += ["## 4. The paper configuration's projectors", ""] + _paper(results["paper"])
+    if results.get("profile"):
+        lines += ["## 5. Where the recipe arm's step spends its time", ""] + _profile(results["profile"], s["precision"])
     return "\n".join(lines).rstrip() + "\n"

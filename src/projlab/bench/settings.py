@@ -35,6 +35,8 @@ class Settings:
     paper_batch: int = 1
     paper_repeats: int = 2
     paper_timed: tuple[str, ...] = HONEYBEE  # the others: counts only (each paper-size forward costs seconds)
+    profile_tokens: tuple[int, ...] = (16, 144)  # the recipe's projector profiled at these M, its own batch
+    profile_steps: int = 5
     device: str = "cpu"
     precision: str = "auto"  # resolved in `parse`, as a run resolves it
     peak_precisions: tuple[str, ...] = ("32-true", "bf16-mixed")  # the roofline measures each
@@ -49,6 +51,7 @@ QUICK = dict(
     presets=("tiny",), tokens=(64,), batch_size={"tiny": 4, "mid": 2}, repeats={"tiny": 2, "mid": 2},
     overhead_batch=4, per_category=4, overhead_steps=4,
     overhead_warmup=1, overhead_blocks=1, pipeline_batches=3, paper_repeats=1, paper_timed=(REFERENCE,),
+    profile_tokens=(16,), profile_steps=2,
 )
 
 def _describe(vision: dict, llm: dict) -> str:
