@@ -76,6 +76,7 @@ def profile_arm(arm: Arm, steps: int, warmup: int = 2, peak_gflops: float | None
     return {
         "label": arm.spec.label, "projector": arm.spec.projector, "num_visual_tokens": arm.model.num_visual_tokens,
         "batch_size": arm.batch_size, "seq_len": int(arm.batch["input_ids"].shape[1]), "steps": steps,
+        "warmup_steps": warmup,
         "profiled_step_s": wall / steps, "self_time_per_step_s": total / steps,
         "buckets": {k: {"s_per_step": v / steps, "share": v / total} for k, v in
                     sorted(own.items(), key=lambda kv: -kv[1])},
