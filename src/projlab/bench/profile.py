@@ -19,9 +19,10 @@ from projlab.bench.arms import Arm, ArmSpec, train_items
 from projlab.bench.presets import Backbones
 from projlab.bench.timing import Clock
 
+STEP = "projlab.step"  # the range around each profiled step
 # (bucket, test on the op's name), first match wins; "other element-wise and reductions" takes the rest
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Python between ops", ("projlab.step",)),
+    ("Python between ops", (STEP,)),
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_addmm_activation")),
     ("convolution", ("convolution", "aten::conv2d")),
     ("attention (SDPA, softmax)", ("scaled_dot_product", "flash_attention", "efficient_attention", "softmax")),
@@ -33,7 +34,6 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 OTHER = "other element-wise and reductions"
 TOP = 10  # ops listed per arm
-STEP = "projlab.step"  # the range around each profiled step
 
 
 def bucket(name: str) -> str:
@@ -60,18 +60,18 @@ def profile_arm(arm: Arm, steps: int, warmup: int = 2, peak_gflops: float | None
         wall = clock() - t0
     events = prof.key_averages()
     own = defaultdict(float)  # bucket -> self seconds over the profiled steps
-    flops = defaultdict(float)
+    matmul_flops = 0.0
     ops = []
     for e in events:
         # on a GPU the kernels' own time (the host's runs ahead of it): Python between ops then counts nothing
         seconds = (e.self_device_time_total if arm.device.type == "cuda" else e.self_cpu_time_total) / 1e6
         label = bucket(e.key)
         own[label] += seconds
-        flops[label] += e.flops or 0
+        matmul_flops += (e.flops or 0) if label == "matmul" else 0
         ops.append((seconds, label if e.key == STEP else e.key, label, e.count, e.flops or 0))
     total = sum(own.values())
     matmul_s = own["matmul"]
-    matmul_gflops = flops["matmul"] / matmul_s / 1e9 if matmul_s else None
+    matmul_gflops = matmul_flops / matmul_s / 1e9 if matmul_s else None
     ops.sort(reverse=True)
     return {
         "label": arm.spec.label, "projector": arm.spec.projector, "num_visual_tokens": arm.model.num_visual_tokens,
@@ -80,7 +80,7 @@ def profile_arm(arm: Arm, steps: int, warmup: int = 2, peak_gflops: float | None
         "profiled_step_s": wall / steps, "self_time_per_step_s": total / steps,
         "buckets": {k: {"s_per_step": v / steps, "share": v / total} for k, v in
                     sorted(own.items(), key=lambda kv: -kv[1])},
-        "matmul": {"gflop_per_step": flops["matmul"] / steps / 1e9, "achieved_gflops": matmul_gflops,
+        "matmul": {"gflop_per_step": matmul_flops / steps / 1e9, "achieved_gflops": matmul_gflops,
                    "fraction_of_peak": matmul_gflops / peak_gflops if matmul_gflops and peak_gflops else None},
         "top_ops": [{"op": key, "bucket": label, "ms_per_step": 1e3 * s / steps, "share": s / total,
                      "calls_per_step": count / steps,
