@@ -29,7 +29,7 @@ from projlab.io import atomic_write, write_json
 from projlab.markdown import table
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout this module belongs to
-ARM = ["projector=c_abstractor", "data.val=10", "data.test=10", "rerun=true", "sweep=versus"]
+ARM = ["projector=c_abstractor", "data.val=12", "data.test=12", "rerun=true", "sweep=versus"]
 
 
 def _git(*args: str, cwd: Path = ROOT) -> str:
