@@ -56,10 +56,10 @@ train: install
 
 # A grid: make sweep PROJECTOR=c_abstractor TOKENS=64,144,256 RES=112 SEEDS=0,1 NAME=my_sweep JOBS=2
 # (NAME: default derived from the lists, e.g. c_abstractor-m64_144_256, printed first and last; JOBS: arms
-# run at once, the cores split between them; default 1)
+# run at once, the cores split between them; default auto: one per core, one thread each, without a GPU)
 sweep: install
 	$(PY) -m projlab.sweeps.grid $(call opt,--projectors,$(PROJECTOR)) $(call opt,--tokens,$(TOKENS)) \
-		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) $(call opt,--jobs,$(JOBS)) \
+		$(call opt,--res,$(RES)) $(call opt,--seeds,$(SEEDS)) $(call opt,--name,$(NAME)) --jobs $(or $(JOBS),auto) \
 		$(call opt,launcher,$(LAUNCHER)) $(ARGS)
 
 # An Optuna search declared in sweeps/: make search SWEEP=sweeps/lr_c_abstractor.yaml WORKERS=2
@@ -74,20 +74,20 @@ search: install
 
 # The instrument's calibration arms over 3 seeds -> $(RUNS)/calibration/calibration.json + table
 calibrate: install
-	$(PY) -m projlab.sweeps.calibrate $(call opt,--jobs,$(JOBS)) $(call opt,launcher,$(LAUNCHER)) $(ARGS)
+	$(PY) -m projlab.sweeps.calibrate --jobs $(or $(JOBS),auto) $(call opt,launcher,$(LAUNCHER)) $(ARGS)
 
 # Tables and figures from logged results: make figures NAME=default
 figures: install
 	$(PY) -m projlab.analysis.report $(call opt,--sweep,$(NAME)) $(ARGS)
 
-# The main job on the embedded default: a sweep of sweeps/$(PROFILE).yaml, two arms at a time (JOBS=),
+# The main job on the embedded default: a sweep of sweeps/$(PROFILE).yaml, one arm per core (JOBS=),
 # then every table and figure. PROFILE=default (5 arms: four projectors at M=16, blind) | quick (3 arms)
 # | tokens (9 arms: M=16 and 64) | full (the paper's 17 arms: hours). A failed arm does not stop the
 # report (it shows as failed in the tables); the exit code still says so.
 PROFILE ?= default
 reproduce: install
 	@case "$(PROFILE)" in default|quick|tokens|full) ;; *) echo "error: PROFILE=$(PROFILE) is unknown; use default, quick, tokens or full"; exit 2;; esac
-	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) --jobs $(or $(JOBS),2) $(call opt,launcher,$(LAUNCHER)) $(ARGS); status=$$?; \
+	@$(PY) -m projlab.sweeps.grid --spec sweeps/$(PROFILE).yaml --name $(PROFILE) --jobs $(or $(JOBS),auto) $(call opt,launcher,$(LAUNCHER)) $(ARGS); status=$$?; \
 		$(PY) -m projlab.analysis.report --sweep $(PROFILE) && exit $$status
 
 bench: install

@@ -433,3 +433,17 @@ def test_every_shipped_sweep_spec_loads_with_its_spec_class_and_unknown_keys_are
         bad = write_spec(tmp_path / "bad.yaml", tokes=[16])
         with pytest.raises(UserError, match=f"^{kind} '.*': unknown key 'tokes'"):
             loader(bad)
+
+
+def test_jobs_auto_is_one_arm_per_core_without_a_gpu_and_one_with(monkeypatch):
+    from projlab.sweeps import executor
+
+    monkeypatch.setattr(executor, "available_cores", lambda: 4)
+    assert executor.auto_jobs(9, gpu=False) == 4  # one arm per core, one thread each (arm_env)
+    assert executor.auto_jobs(3, gpu=False) == 3 and executor.arm_env(3)["OMP_NUM_THREADS"] == "1"
+    assert executor.auto_jobs(1, gpu=False) == 1
+    assert executor.auto_jobs(9, gpu=True) == 1  # arms would share the GPU
+    assert executor.resolve_jobs(3, 9) == 3 and executor.resolve_jobs("auto", 2) in (1, 2)
+    assert parse_args(["--jobs", "auto"]).jobs == "auto" and parse_args(["--jobs", "3"]).jobs == 3
+    with pytest.raises(UserError, match="--jobs"):
+        parse_args(["--jobs", "0"])

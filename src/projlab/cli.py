@@ -23,3 +23,8 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def jobs_count(text: str) -> int | str:
+    """An argparse `type` for --jobs: an integer >= 1, or "auto" (resolved by `sweeps.executor.auto_jobs`)."""
+    return "auto" if text == "auto" else positive_int(text)

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
 from projlab.analysis.stats import compare_arms, mean_std
 from projlab.analysis.tables import blind_losses, plateau_flags
-from projlab.cli import ArgumentParser, positive_int
+from projlab.cli import ArgumentParser, jobs_count
 from projlab.config import run_name
 from projlab.console import quiet_third_party
 from projlab.errors import UserError, exit_on_user_error
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", help="comma list replacing the spec's seeds")
     parser.add_argument("--no-matched", action="store_true", help="only the control and reference arms")
     parser.add_argument("--report", action="store_true", help="tabulate the arms already run; run nothing")
-    parser.add_argument("--jobs", type=positive_int, default=1, help="arms run at once (the cores split)")
+    parser.add_argument("--jobs", type=jobs_count, default=1, help="arms run at once (the cores split); auto: "
+                        "one per core without a GPU, one with")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (e.g. stage.max_steps=300)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     launcher, args.overrides = split_launcher(args.overrides)  # launcher=slurm: one SLURM job per arm

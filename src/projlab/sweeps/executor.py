@@ -81,6 +81,23 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def auto_jobs(arms: int, gpu: bool) -> int:
+    """`--jobs auto`: where no GPU is visible, one arm per core with one thread each (measured on the tiny
+    preset, 2 cores: two one-thread arms at once ran a sweep in half the wall time of the same arms one after
+    the other at two threads, each step as fast; docs/speed.md); with a GPU one arm at a time, since the
+    arms would share it."""
+    return 1 if gpu else max(1, min(arms, available_cores()))
+
+
+def resolve_jobs(jobs: int | str, arms: int) -> int:
+    """A --jobs value as a count: "auto" through `auto_jobs`, a number as given."""
+    if jobs != "auto":
+        return int(jobs)
+    import torch  # only here: the rest of the driver never needs it
+
+    return auto_jobs(arms, torch.cuda.is_available())
+
+
 def arm_env(jobs: int) -> dict[str, str] | None:
     """The environment of an arm when `jobs` arms share the machine: the cores split evenly between them
     (torch takes its thread count from OMP_NUM_THREADS), so that parallel arms do not oversubscribe."""
@@ -91,15 +108,17 @@ def arm_env(jobs: int) -> dict[str, str] | None:
 
 
 def run_grid(
-    arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int = 1, launcher: DictConfig | None = None,
+    arms: list[Arm], sweep_dir: Path, name: str, out=sys.stdout, jobs: int | str = 1,
+    launcher: DictConfig | None = None,
 ) -> list[runner.ArmOutcome]:
-    """Run every arm (completed ones are skipped), `jobs` at a time, shown as they go (`projlab.sweeps.view`:
-    a live table on a terminal, else a line per event), keeping sweep.json current. After a signal no new
+    """Run every arm (completed ones are skipped), `jobs` at a time ("auto": `auto_jobs`), shown as they go
+    (`projlab.sweeps.view`: a live table on a terminal, else a line per event), keeping sweep.json current. After a signal no new
     arm starts; running arms record their end first. Under `launcher=slurm` every arm is a SLURM job
     (`projlab.sweeps.slurm`), as many at once as the cluster runs; a signal leaves the jobs running."""
     runner.forward_signals()
     if launcher is not None and launcher.name == "slurm":
         return _run_grid_slurm(arms, sweep_dir, name, out, launcher)
+    jobs = resolve_jobs(jobs, len(arms))
     outcomes: dict[str, runner.ArmOutcome] = {}
     running: dict[str, int] = {}
     lock = threading.Lock()  # guards outcomes, running and sweep.json

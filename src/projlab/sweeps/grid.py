@@ -34,13 +34,13 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from projlab.cli import ArgumentParser, positive_int
+from projlab.cli import ArgumentParser, jobs_count
 from projlab.config import arm_label, load_config, run_name
 from projlab.errors import UserError, exit_on_user_error
 from projlab.results import read_results
 from projlab.run_folder import config_problem
 from projlab.sweeps import runner
-from projlab.sweeps.executor import run_grid
+from projlab.sweeps.executor import resolve_jobs, run_grid
 from projlab.sweeps.launcher import split_launcher
 from projlab.sweeps.naming import sweep_name
 from projlab.sweeps.runner import Arm
@@ -204,8 +204,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seeds", help="comma-separated seeds")
     p.add_argument("--name", help="sweep name: arms go to <runs>/<name>/ (default: the spec's name, or one "
                                   "derived from the lists given, e.g. c_abstractor-m64_144_256)")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="arms run at once, the cores split between them (default 1)")
+    p.add_argument("--jobs", type=jobs_count, default=1,
+                   help="arms run at once, the cores split between them; auto: one per core without a GPU, "
+                        "one with (default 1)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the arms, run nothing")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every arm (after --)")
     return parse_with_overrides(p, argv)
@@ -247,7 +248,7 @@ def default_name(spec: GridSpec, given: set[str]) -> str:
 
 
 def execute(
-    name: str, arms: list[Arm], jobs: int = 1, dry_run: bool = False, launcher: DictConfig | None = None,
+    name: str, arms: list[Arm], jobs: int | str = 1, dry_run: bool = False, launcher: DictConfig | None = None,
 ) -> None:
     """Run validated arms as the sweep `name` (or only list them): progress, the summary table, and the
     exit code (0 every arm completed, 1 one did not, 128+signal when stopped by a signal)."""
@@ -258,6 +259,7 @@ def execute(
         print(f"{len(arms)} arm(s) valid; would run into {sweep_dir}")
         return
     t0 = time.perf_counter()
+    jobs = resolve_jobs(jobs, len(arms))
     slurm = launcher is not None and launcher.name == "slurm"
     at_once = ", as SLURM jobs" if slurm else f", {jobs} at a time" if jobs > 1 else ""
     figures = f"make figures NAME={name}"
