@@ -25,8 +25,9 @@ def test_spread_and_report_name_the_machine_and_the_speedup():
     [
         (["no-such-rev"], "REV 'no-such-rev' is not a commit"),
         (["HEAD", "--tokens", "16,x"], "--tokens '16,x'"),
-        (["HEAD", "--repeats", "0"], "--repeats 0"),
-        (["HEAD", "--steps", "-3"], "--steps -3"),
+        (["HEAD", "--repeats", "0"], "--repeats: 0 must be at least 1"),
+        (["HEAD", "--steps", "-3"], "--steps: -3 must be at least 1"),
+        (["HEAD", "--frobnicate"], "unrecognized arguments"),
     ],
 )
 def test_bad_input_is_one_line(argv, fragment, capsys, tmp_path):

@@ -12,7 +12,6 @@ neither cost falls in a timed run). Writes <out>/versus.json (atomic) and <out>/
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from projlab.bench.report import environment
+from projlab.cli import ArgumentParser, positive_int
 from projlab.errors import UserError, exit_on_user_error
 from projlab.io import atomic_write, write_json
 from projlab.markdown import table
@@ -94,21 +94,18 @@ def markdown(res: dict) -> str:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m projlab.bench.versus", description=__doc__.split("\n\n")[1])
+    p = ArgumentParser(prog="python -m projlab.bench.versus", description=__doc__.split("\n\n")[1])
     p.add_argument("rev", help="the commit to compare against (sha, tag or branch)")
     p.add_argument("--tokens", default="16,144", help="comma-separated M (default 16,144)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps per run (default 300)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads per run (default 2)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="runs per commit and M (default 3)")
+    p.add_argument("--steps", type=positive_int, default=300, help="optimiser steps per run (default 300)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads per run (default 2)")
     p.add_argument("--out", default="bench/versus", help="folder for versus.json and versus.md")
     a = p.parse_args(argv)
     try:
         tokens = [int(t) for t in a.tokens.split(",")]
     except ValueError:
         raise UserError(f"--tokens {a.tokens!r} is not a comma-separated list of integers") from None
-    for name, value in (("--repeats", a.repeats), ("--steps", a.steps), ("--threads", a.threads)):
-        if value < 1:
-            raise UserError(f"{name} {value} is not allowed; give a positive integer")
     old_tree, old_sha = worktree(a.rev)
     trees = {"old": old_tree, "new": ROOT}
     res = {"old_rev": old_sha, "new_rev": _git("rev-parse", "HEAD"), "new_dirty": bool(_git("status", "--porcelain")),
