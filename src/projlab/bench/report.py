@@ -158,7 +158,8 @@ def _profile(ps: list[dict], precision: str) -> list[str]:
     rows = [[b] + [f"{1e3 * p['buckets'][b]['s_per_step']:.1f} ({100 * p['buckets'][b]['share']:.0f}%)"
                    if b in p["buckets"] else "-" for p in ps] for b in buckets]
     rows.append(["profiled step"] + [f"{1e3 * p['profiled_step_s']:.1f}" for p in ps])
-    lines = [f"torch.profiler over {ps[0]['steps']} steps after {ps[0]['warmup_steps']} unprofiled ones, precision {precision}: each "
+    lines = [f"torch.profiler over {ps[0]['steps']} steps after {ps[0]['warmup_steps']} unprofiled ones, "
+             f"precision {precision}: each "
              "op's own time, sorted by what it is, ms per step (share of the profiled time). Matmul FLOPs are the "
              "profiler's count of every forward and backward product.", ""]
     lines += table(["bucket"] + labels, rows, "l" + "r" * len(ps)) + [""]

@@ -29,11 +29,11 @@ from projlab.io import atomic_write, write_json
 from projlab.markdown import table
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout this module belongs to
-ARM = ["projector=c_abstractor", "data.val=12", "data.test=12", "rerun=true", "sweep=versus"]
+ARM = ["projector=c_abstractor", "data.val=12", "data.test=12", "sweep=versus"]  # each run's folder is moved aside
 
 
-def _git(*args: str, cwd: Path = ROOT) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise UserError(f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1] if done.stderr else 'failed'}")
     return done.stdout.strip()

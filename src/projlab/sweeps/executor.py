@@ -112,8 +112,9 @@ def run_grid(
 ) -> list[runner.ArmOutcome]:
     """Run every arm (completed ones are skipped), `jobs` at a time ("auto": `auto_jobs`), shown as they go
     (`projlab.sweeps.view`: a live table on a terminal, else a line per event), keeping sweep.json current.
-    After a signal no new arm starts; running arms record their end first. Under `launcher=slurm` every arm is a SLURM job
-    (`projlab.sweeps.slurm`), as many at once as the cluster runs; a signal leaves the jobs running."""
+    After a signal no new arm starts; running arms record their end first. Under `launcher=slurm` every arm
+    is a SLURM job (`projlab.sweeps.slurm`), as many at once as the cluster runs; a signal leaves the jobs
+    running."""
     runner.forward_signals()
     if launcher is not None and launcher.name == "slurm":
         return _run_grid_slurm(arms, sweep_dir, name, out, launcher)
