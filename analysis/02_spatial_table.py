@@ -29,8 +29,8 @@ from IPython.display import Markdown, display
 
 from projlab.analysis.collect import collect_predictions, collect_sweep
 from projlab.analysis.render import publish
-from projlab.analysis.stats import significance
-from projlab.analysis.tables import significance_table, spatial_table
+from projlab.analysis.stats import axis_steps, significance
+from projlab.analysis.tables import axis_table, significance_table, spatial_table
 
 tables_dir = Path(out_dir) / "tables"
 runs = collect_sweep(runs_root, sweep)
@@ -49,3 +49,15 @@ predictions = collect_predictions(runs_root, sweep)
 print(f"{len(predictions)} per-question answers from {predictions['arm'].nunique()} completed run(s)")
 sig = significance_table(significance(predictions), name="significance")
 display(Markdown(publish(sig, tables_dir)))
+
+# %% [markdown]
+# ## Along the study's axes
+# Each projector's steps between neighbouring values of M (resolution held) and of the resolution (M held),
+# on every category, with the same paired test: what `make sweep ... TOKENS=64,144,256` asks.
+
+# %%
+steps = axis_steps(predictions)
+if steps.empty:
+    print("this sweep steps neither M nor the resolution of any projector: no axis to test")
+else:
+    display(Markdown(publish(axis_table(steps, name="axes"), tables_dir)))

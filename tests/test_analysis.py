@@ -23,8 +23,8 @@ from projlab.analysis.collect import SPATIAL, arm_order, collect_curves, collect
 from projlab.analysis.figures import palette
 from projlab.analysis.paper import load_paper_numbers, paper_comparison
 from projlab.analysis.render import to_latex, to_markdown, write_table
-from projlab.analysis.stats import mcnemar_exact, paired_bootstrap, significance
-from projlab.analysis.tables import efficiency_table, significance_table, spatial_table
+from projlab.analysis.stats import axis_steps, mcnemar_exact, paired_bootstrap, significance
+from projlab.analysis.tables import axis_table, efficiency_table, significance_table, spatial_table
 
 SWEEP = "t"
 ARMS = {
@@ -230,6 +230,31 @@ def test_a_difference_is_called_only_when_the_test_says_so():
     assert row["verdict"] == "no detectable difference" and row["p_mcnemar"] == pytest.approx(0.5)
     (row,) = significance(far).to_dict("records")
     assert row["verdict"] == "c_abstractor better" and row["p_mcnemar"] < 0.05 and row["n_pairs"] == 20
+
+
+def test_axis_steps_test_each_neighbouring_m_and_resolution_with_the_other_held():
+    def preds(projector, m, res, seed, right, category="adjacent_relation"):
+        return [{"projector": projector, "num_visual_tokens": m, "resolution": res, "stage": "joint", "seed": seed,
+                 "question": f"q{i}", "category": category, "correct": bool(r)} for i, r in enumerate(right)]
+    rows = (preds("c_abstractor", 16, 112, 0, [0] * 20) + preds("c_abstractor", 16, 112, 1, [0] * 20)
+            + preds("c_abstractor", 64, 112, 0, [1] * 20) + preds("c_abstractor", 64, 112, 1, [1] * 20)
+            + preds("c_abstractor", 144, 112, 0, [1] * 19 + [0]) + preds("c_abstractor", 144, 112, 1, [1] * 20)
+            + preds("c_abstractor", 64, 168, 0, [0] * 20) + preds("c_abstractor", 64, 168, 1, [0] * 20)
+            + preds("blind", 0, 112, 0, [1] * 20) + preds("c_abstractor", 16, 112, 0, [1] * 20, "counting"))
+    steps = axis_steps(pd.DataFrame(rows))
+    got = {(r["axis"], r["fixed"], r["low"], r["high"], r["category"]): r for r in steps.to_dict("records")}
+    assert set(got) == {("num_visual_tokens", 112, 16, 64, "adjacent_relation"),
+                        ("num_visual_tokens", 112, 64, 144, "adjacent_relation"),
+                        ("resolution", 64, 112, 168, "adjacent_relation")}  # blind and unpaired cells left out
+    up = got[("num_visual_tokens", 112, 16, 64, "adjacent_relation")]
+    assert up["verdict"] == "rises" and up["n_pairs"] == 40 and up["seeds"] == 2 and up["diff"] == 1.0
+    assert up["only_high"] == 40 and up["only_low"] == 0 and up["p_mcnemar"] < 0.05
+    flat = got[("num_visual_tokens", 112, 64, 144, "adjacent_relation")]
+    assert flat["verdict"] == "no detectable difference" and flat["diff"] == pytest.approx(-1 / 40)
+    down = got[("resolution", 64, 112, 168, "adjacent_relation")]
+    assert down["verdict"] == "falls" and down["acc_low"] == 1.0 and down["acc_high"] == 0.0
+    table = axis_table(steps)
+    assert len(table.display) == 3 and "seeds pooled" in table.caption
 
 
 @pytest.mark.slow

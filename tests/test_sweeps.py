@@ -330,8 +330,8 @@ def test_two_workers_share_one_sqlite_study_with_a_pruned_trial(runs_dir, tmp_pa
 
 @pytest.mark.slow
 def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(runs_dir, tmp_path):
-    # 1. two arms at once: both listed as running together, each with half of the cores, both completed
-    spec = write_spec(tmp_path / "p.yaml", name="p", projectors=["c_abstractor", "resampler"], tokens=[16],
+    # 1. two arms at once (one projector at two M): both listed as running together, each with half of the cores, both completed
+    spec = write_spec(tmp_path / "p.yaml", name="p", projectors=["c_abstractor"], tokens=[16, 64],
                       res=[112], overrides=ARM)
     proc = subprocess.Popen([sys.executable, "-m", "projlab.sweeps.grid", "--spec", str(spec), "--jobs", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -350,6 +350,8 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "2 at a time" in out and out.count("completed") >= 2
+    # the summary tests the step along M on every category (one seed: 250-question cells at most)
+    assert "steps along the study's axes" in out and "M 16->64 at 112 px (joint)" in out
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
     for arm in both:
         record = results(Path(arm["run_dir"]))
@@ -362,14 +364,14 @@ def test_parallel_arms_run_at_once_on_split_cores_and_a_signal_stops_them_all(ru
     runs_dir_q = runs_dir / "q"
 
     def both_training() -> bool:
-        records = [runs_dir_q / a for a in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint")]
+        records = [runs_dir_q / a for a in ("c_abstractor-m16-r112-s0-joint", "c_abstractor-m64-r112-s0-joint")]
         return all((r / "results.json").exists() and results(r)["status"] == "running" for r in records)
 
     wait_for(both_training, what="both arms to start training", proc=proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    for arm in ("c_abstractor-m16-r112-s0-joint", "resampler-m16-r112-s0-joint"):
+    for arm in ("c_abstractor-m16-r112-s0-joint", "c_abstractor-m64-r112-s0-joint"):
         record = results(runs_dir_q / arm)
         assert record["status"] == "failed" and record["error"]
 

@@ -13,10 +13,12 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from projlab.analysis.collect import SPATIAL
+from projlab.analysis.collect import CATEGORIES, SPATIAL, control_arms
 
 ALPHA = 0.05
 N_BOOT = 10_000
+# the study's two numeric axes: each is stepped with the other (and the stage) held fixed
+AXES = {"num_visual_tokens": "resolution", "resolution": "num_visual_tokens"}
 
 
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
@@ -102,4 +104,37 @@ def significance(preds: pd.DataFrame, categories: tuple[str, ...] = SPATIAL, alp
         for a, b, fa, fb in pairs:
             for cat in groups:
                 rows.append({**where, **compare_arms(preds, a, b, cat, alpha, fa, fb)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def axis_steps(preds: pd.DataFrame, categories: tuple[str, ...] | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+    """Each projector along each axis of the study: every step between neighbouring values of M (at one
+    resolution and stage) and of the resolution (at one M and stage), per category (every category in `preds`
+    by default), seeds pooled. `diff` is the larger value's accuracy minus the smaller's; the verdict says
+    whether the step rises or falls, and calls it only when the McNemar test rejects at `alpha`."""
+    columns = ["projector", "axis", "stage", "fixed", "low", "high", "category", "n_pairs", "seeds", "acc_low",
+               "acc_high", "diff", "ci_low", "ci_high", "only_low", "only_high", "p_mcnemar", "verdict"]
+    arms = preds[~preds["projector"].isin(control_arms())] if not preds.empty else preds
+    present = set(arms["category"])
+    known = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+    cats = [c for c in categories if c in present] if categories else known
+    rows = []
+    for axis, other in AXES.items():
+        for (projector, stage, fixed), line in arms.groupby(["projector", "stage", other], sort=True):
+            values = sorted(line[axis].unique())
+            for low, high in zip(values, values[1:]):
+                where = {"stage": stage, other: fixed}
+                for cat in cats:
+                    r = compare_arms(line, projector, projector, (cat,), alpha, {**where, axis: high},
+                                     {**where, axis: low})
+                    if not r["n_pairs"]:
+                        continue
+                    p = r["p_mcnemar"]
+                    verdict = ("no detectable difference" if not p < alpha else
+                               "rises" if r["diff"] > 0 else "falls")
+                    rows.append({"projector": projector, "axis": axis, "stage": stage, "fixed": fixed, "low": low,
+                                 "high": high, "category": cat, "n_pairs": r["n_pairs"], "seeds": r["seeds"],
+                                 "acc_low": r["acc_b"], "acc_high": r["acc_a"], "diff": r["diff"],
+                                 "ci_low": r["ci_low"], "ci_high": r["ci_high"], "only_low": r["only_b"],
+                                 "only_high": r["only_a"], "p_mcnemar": p, "verdict": verdict})
     return pd.DataFrame(rows, columns=columns)

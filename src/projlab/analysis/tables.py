@@ -4,6 +4,7 @@
 - `spatial_table`: accuracy per category at matched M, spatial tasks apart from the controls, best marked,
   and an "ignores image" flag against the blind control.
 - `significance_table`: paired tests between projectors at the same M on the spatial tasks (`stats`).
+- `axis_table`: each projector's steps along M and the resolution, per category, with the same test.
 - `locality_table`: the vision/text norm ratio and the kNN overlap before and after the projector per arm.
 Every arm appears, whatever its status: a failed arm shows as failed, never dropped.
 """
@@ -217,6 +218,25 @@ def significance_table(sig: pd.DataFrame, name: str = "significance", alpha: flo
                f"pairing by question id within a seed, seeds pooled; alpha = {alpha}. A difference is called only "
                f"when p < {alpha}; the interval is a paired bootstrap over questions (10,000 resamples).")
     return Table(name, caption, pd.DataFrame(display), sig.reset_index(drop=True))
+
+
+def axis_table(steps: pd.DataFrame, name: str = "axes", alpha: float = ALPHA) -> Table:
+    """`stats.axis_steps` output, formatted: does accuracy rise with M, and with the resolution?"""
+    display = [{
+        "projector": r["projector"], "axis": "M" if r["axis"] == "num_visual_tokens" else "resolution (px)",
+        "held": f"{r['fixed']} px" if r["axis"] == "num_visual_tokens" else f"M = {r['fixed']}",
+        "step": f"{r['low']} → {r['high']}", "stage": r["stage"], "category": r["category"],
+        "pairs (seeds)": f"{r['n_pairs']} ({r['seeds']})", "acc low (%)": pm(r["acc_low"], None),
+        "acc high (%)": pm(r["acc_high"], None),
+        f"high − low (pts) [{1 - alpha:.0%} CI]": f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, "
+                                                   f"{r['ci_high'] * 100:+.1f}]",
+        "McNemar p": num(r["p_mcnemar"], 2), "verdict": r["verdict"],
+    } for _, r in steps.iterrows()]
+    caption = (f"Each projector along the study's axes: every step between neighbouring values of M (the "
+               f"resolution held) and of the resolution (M held), per category: exact two-sided McNemar test "
+               f"on the questions one value got right and the other wrong, pairing by question id within a seed, "
+               f"seeds pooled; alpha = {alpha}. The interval is a paired bootstrap over questions.")
+    return Table(name, caption, pd.DataFrame(display), steps.reset_index(drop=True))
 
 
 # ---- (e) locality diagnostics --------------------------------------------------------------------------

@@ -172,9 +172,39 @@ def summary_table(arms: list[Arm]) -> str:
             *(_fmt((per.get(c) or {}).get("accuracy"), 3) for c in cats),
             _fmt(e.get("step_time_s"), 3), _fmt(e.get("steps"), 0), _fmt(e.get("wall_time_s"), 0),
         ])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return _aligned(rows, left=2)
+
+
+def axis_summary(sweep_dir: Path) -> str:
+    """The sweep's steps along M and the resolution, per projector (`analysis.stats.axis_steps`): one row per
+    step, one column per category, the change in accuracy in points, `*` where the McNemar test over the
+    questions paired by (seed, question) rejects; empty when the sweep steps neither axis."""
+    from projlab.analysis.collect import collect_predictions
+    from projlab.analysis.stats import ALPHA, axis_steps
+
+    steps = axis_steps(collect_predictions(sweep_dir.parent, sweep_dir.name))
+    if steps.empty:
+        return ""
+    cats = list(dict.fromkeys(steps["category"]))
+    rows = [["projector", "step", "seeds", *cats]]
+    for (projector, axis, stage, fixed, low, high), step in steps.groupby(
+            ["projector", "axis", "stage", "fixed", "low", "high"], sort=False):
+        what = f"M {low}->{high} at {fixed} px" if axis == "num_visual_tokens" else f"{low}->{high} px at M={fixed}"
+        diff = dict(zip(step["category"], step["diff"] * 100))
+        star = dict(zip(step["category"], step["p_mcnemar"] < ALPHA))
+        rows.append([projector, f"{what} ({stage})", str(step["seeds"].max()),
+                     *(f"{diff[c]:+.1f}{'*' if star[c] else ''}" if c in diff else "-" for c in cats)])
+    note = (f"accuracy change in points from the lower value to the higher; * exact McNemar p < {ALPHA} over the "
+            "questions paired by (seed, question), seeds pooled")
+    return _aligned(rows, left=2) + "\n" + note
+
+
+def _aligned(rows: list[list[str]], left: int) -> str:
+    """Text columns, the first `left` left-aligned and the rest right-aligned, a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
-        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
+        "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
     ]
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
@@ -266,6 +296,9 @@ def execute(
     print(f"sweep {name}: {len(arms)} arm(s){at_once} -> {sweep_dir}; {figures}", flush=True)
     run_grid(arms, sweep_dir, name, jobs=jobs, launcher=launcher)
     print("\n" + summary_table(arms))
+    axes = axis_summary(sweep_dir)
+    if axes:
+        print("\nsteps along the study's axes\n" + axes)
     statuses = [(read_results(a.run_dir) or {}).get("status") for a in arms]
     done = statuses.count("completed")
     print(f"\n{done}/{len(arms)} completed in {time.perf_counter() - t0:.0f} s; {sweep_dir / 'sweep.json'}; {figures}")
