@@ -56,3 +56,10 @@ show(figures.spatial_bars(runs, figures_dir))
 
 # %%
 show(figures.training_curves(curves, figures_dir))
+
+# %% [markdown]
+# Accuracy per category along each axis the sweep steps (M, the resolution), seed spread as error bars:
+# where the fine-detail category should rise with M and the pixel-detail one with the resolution.
+
+# %%
+show(figures.accuracy_along_axes(runs, figures_dir))

@@ -299,6 +299,21 @@ def test_paper_numbers_match_reference_and_match_no_tiny_run():
     assert no_match.sum() == paper["value"].notna().sum()
 
 
+def test_the_axes_figure_draws_each_stepped_axis_and_nothing_without_one(tmp_path):
+    from projlab.analysis.figures import accuracy_along_axes
+
+    def run(m, res, seed, acc):
+        return {"status": "completed", "projector": "c_abstractor", "num_visual_tokens": m, "resolution": res,
+                "seed": seed, "stage": "joint", "acc_adjacent_relation": acc, "acc_stripes": 0.25}
+    one_point = pd.DataFrame([run(16, 112, 0, 0.3), run(16, 112, 1, 0.3)])
+    assert accuracy_along_axes(one_point, tmp_path) == []
+    axes = pd.DataFrame([run(16, 112, s, 0.3) for s in (0, 1)] + [run(64, 112, s, 0.6) for s in (0, 1)]
+                        + [run(64, 168, 0, 0.6), {**run(0, 112, 0, 0.25), "projector": "blind"}])
+    paths = accuracy_along_axes(axes, tmp_path)
+    assert [p.name for p in paths] == ["accuracy_along_axes.png", "accuracy_along_axes.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
 def test_report_on_an_empty_runs_root_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "projlab.analysis.report", "--sweep", "x", "--runs",
                            str(tmp_path / "runs")], capture_output=True, text=True)

@@ -14,7 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from projlab.analysis.collect import CATEGORIES, SPATIAL, arm_order, categories, token_points  # noqa: E402
+from projlab.analysis.collect import (  # noqa: E402
+    CATEGORIES, SPATIAL, arm_order, categories, control_arms, token_points,
+)
+from projlab.analysis.stats import AXES  # noqa: E402
 from projlab.results import SCRAMBLED  # noqa: E402
 from projlab.projectors.registry import projector_class  # noqa: E402
 
@@ -23,6 +26,7 @@ DATA_CONTROL_COLOURS = {SCRAMBLED: "#FBAFE4"}  # the projectors' colours are the
 SPARE = ("#001C7F", "#B1400D", "#12711C", "#8C0800", "#591E71", "#592F0D", "#A23582", "#3C3C3C", "#B8850A",
          "#006374", "#4878D0", "#EE854A", "#6ACC64", "#D65F5F", "#956CB4", "#8C613C", "#DC7EC0", "#797979")
 OTHER = "#000000"  # a name no arm has
+CHANCE = 25.0  # % on the built-in benchmark: four options per question
 
 
 def palette() -> dict[str, str]:
@@ -111,6 +115,44 @@ def accuracy_vs_tokens(runs: pd.DataFrame, out_dir: str | Path, name: str = "acc
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs visual tokens")
     ax.legend(fontsize=8)
+    return save(fig, out_dir, name)
+
+
+def accuracy_along_axes(runs: pd.DataFrame, out_dir: str | Path, name: str = "accuracy_along_axes") -> list[Path]:
+    """Accuracy per category against M (one line per projector and resolution) and against the resolution (one
+    line per projector and M), mean ± std over seeds, chance dotted: one row of panels per axis the sweep
+    steps, one panel per category. Nothing when no projector has two values on either axis."""
+    done = runs[(runs["status"] == "completed") & (runs["num_visual_tokens"] > 0)]
+    done = done[~done["projector"].isin(control_arms())]
+    cats = categories(done)
+    axes_ = [(axis, other) for axis, other in AXES.items()
+             if (done.groupby(["projector", other])[axis].nunique() > 1).any()]
+    if not axes_ or not cats:
+        return []
+    fig, grid = plt.subplots(len(axes_), len(cats), figsize=(3.0 * len(cats), 2.8 * len(axes_)), sharey=True,
+                             squeeze=False)
+    for row, (axis, other) in zip(grid, axes_):
+        keys = ["projector", other, axis]
+        stats = done.groupby(keys)[[f"acc_{c}" for c in cats]].agg(["mean", "std"])
+        for ax, cat in zip(row, cats):
+            for (projector, held), line in stats.groupby(level=[0, 1]):
+                if len(line) < 2:
+                    continue
+                x = line.index.get_level_values(axis)
+                held_text = f"{held} px" if other == "resolution" else f"M={held}"
+                _errorbar(ax, x, 100 * line[(f"acc_{cat}", "mean")], None, 100 * line[(f"acc_{cat}", "std")],
+                          projector, f"{projector}, {held_text}")
+            ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
+            if axis == "num_visual_tokens":
+                ax.set_xscale("log", base=2)
+            values = sorted(done[axis].unique())
+            ax.set_xticks(values, [str(v) for v in values])
+            ax.minorticks_off()
+            ax.set_title(cat, fontsize=9)
+            ax.set_xlabel("visual tokens M" if axis == "num_visual_tokens" else "resolution (px)")
+        row[0].set_ylabel("test accuracy (%)")
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
     return save(fig, out_dir, name)
 
 
