@@ -89,6 +89,20 @@ def test_matched_projectors_get_a_paired_test(calibrated):
     assert 0.0 <= test["p_mcnemar"] <= 1.0 and test["verdict"]
     md = (sweep / "calibration.md").read_text()
     assert "| 4 | c_abstractor | resampler |" in md and "| blind |" in md
+    assert json.loads((sweep / "calibration.json").read_text())["axes"] == []  # one M: no step along an axis
+
+
+def test_the_steps_along_the_axes_are_tabulated():
+    from projlab.sweeps.calibrate import markdown
+
+    step = {"projector": "c_abstractor", "axis": "num_visual_tokens", "fixed": 112, "low": 16, "high": 64,
+            "category": "adjacent_relation", "acc_low": 0.251, "acc_high": 0.596, "diff": 0.345, "ci_low": 0.304,
+            "ci_high": 0.387, "p_mcnemar": 1.1e-48, "verdict": "rises"}
+    md = markdown({}, [], [step, {**step, "axis": "resolution", "fixed": 64, "low": 112, "high": 168,
+                                  "verdict": "no detectable difference"}])
+    assert ("| c_abstractor | M 16 -> 64 at 112 px | adjacent_relation | 25.1 | 59.6 | +34.5 (+30.4, +38.7) "
+            "| 1.1e-48 | rises |") in md
+    assert "| c_abstractor | 112 -> 168 px at M = 64 | adjacent_relation |" in md
 
 
 def test_report_lists_unrun_arms_and_runs_nothing(calibrated):

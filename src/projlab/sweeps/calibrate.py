@@ -9,6 +9,7 @@ flagged; and the matched-token comparison with an exact McNemar test over questi
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from projlab.analysis.collect import CATEGORIES, SPATIAL, collect_predictions, collect_runs
-from projlab.analysis.stats import compare_arms, mean_std
+from projlab.analysis.stats import axis_steps, compare_arms, mean_std
 from projlab.analysis.tables import blind_losses, plateau_flags
 from projlab.cli import ArgumentParser, jobs_count
 from projlab.config import run_name
@@ -113,6 +114,16 @@ def matched_tests(spec: CalibrationSpec, runs_root: Path) -> list[dict[str, Any]
     return out
 
 
+def axis_tests(spec: CalibrationSpec, runs_root: Path) -> list[dict[str, Any]]:
+    """Each matched projector's steps along M (and the resolution, where the spec steps it), every category,
+    pooled over seeds (`analysis.stats.axis_steps`)."""
+    preds = collect_predictions(runs_root, spec.name)
+    if preds.empty:
+        return []
+    steps = axis_steps(preds[preds.projector.isin(spec.matched_projectors)])
+    return json.loads(steps.to_json(orient="records"))  # plain floats and ints, NaN as null
+
+
 def _cell(c: dict[str, Any] | None) -> str:
     if not c:
         return "-"
@@ -120,7 +131,7 @@ def _cell(c: dict[str, Any] | None) -> str:
     return f"{100 * c['mean']:.1f}{std}"
 
 
-def markdown(rows: dict[str, Any], tests: list[dict[str, Any]]) -> str:
+def markdown(rows: dict[str, Any], tests: list[dict[str, Any]], axes: list[dict[str, Any]] = ()) -> str:
     cats = list(CATEGORIES)
     n = next((c["n"] for r in rows.values() for c in r["categories"].values()), 0)
     body = []
@@ -145,6 +156,16 @@ def markdown(rows: dict[str, Any], tests: list[dict[str, Any]]) -> str:
         lines += ["", "Matched visual tokens, spatial categories, questions paired by (seed, question): "
                   "exact McNemar test, alpha = 0.05.", "",
                   *table(["M", "A", "B", "acc A", "acc B", "A - B (95% CI)", "p", "verdict"], pairs, "rllrrrr")]
+    if axes:
+        steps = [[t["projector"], f"M {t['low']} -> {t['high']} at {t['fixed']} px" if t["axis"] == "num_visual_tokens"
+                  else f"{t['low']} -> {t['high']} px at M = {t['fixed']}", t["category"], f"{100 * t['acc_low']:.1f}",
+                  f"{100 * t['acc_high']:.1f}",
+                  f"{100 * t['diff']:+.1f} ({100 * t['ci_low']:+.1f}, {100 * t['ci_high']:+.1f})",
+                  f"{t['p_mcnemar']:.2g}", t["verdict"]] for t in axes]
+        lines += ["", "Each matched projector along the study's axes, every category, questions paired by (seed, "
+                  "question): exact McNemar test, alpha = 0.05.", "",
+                  *table(["projector", "step", "category", "acc low", "acc high", "high - low (95% CI)", "p",
+                          "verdict"], steps, "lllrrrrl")]
     return "\n".join(lines) + "\n"
 
 
@@ -172,9 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     outcomes = [] if args.report else run_grid(
         [a for _, a in arms], sweep_dir, spec.name, jobs=args.jobs, launcher=launcher)
     rows = summarise(arms, runs_root, spec.name)
-    tests = matched_tests(spec, runs_root)
-    write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests})
-    text = markdown(rows, tests)
+    tests, axes = matched_tests(spec, runs_root), axis_tests(spec, runs_root)
+    write_json(sweep_dir / "calibration.json", {"chance": CHANCE, "arms": rows, "matched": tests, "axes": axes})
+    text = markdown(rows, tests, axes)
     (sweep_dir / "calibration.md").write_text(text)
     print(text)
     print(f"wrote {sweep_dir / 'calibration.json'} and {sweep_dir / 'calibration.md'}")
