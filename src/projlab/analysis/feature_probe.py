@@ -1,12 +1,14 @@
 """Do the frozen tower's features carry what the spatial questions need? A linear probe says.
 
-    python -m projlab.analysis.feature_probe [hydra overrides of the run, e.g. vision.feature_layer=-1]
+    python -m projlab.analysis.feature_probe [--pool 1,2,3] [hydra overrides of the run, e.g. vision.feature_layer=-1]
 
 For each object of the first training images it takes the patch feature at the object's centre (from the
 feature cache the runs share) and fits linear classifiers for its colour, its cell (coarse layout; row and
 column apart on the fine one) and, for a striped object, the stripes' orientation; it prints held-out
 accuracy against chance. High cell accuracy means position is in the features, so an
 arm that fails the spatial questions lost it in the projector or never learned to read it in the LLM.
+`--pool K,...` reads each object from the grid average-pooled K x K first (the token holding the object's
+centre), as a projector that pools patches into one token sees it: what survives the pooling, per K.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from projlab.console import quiet_third_party
 from projlab.data import spatial
 from projlab.errors import UserError, exit_on_user_error
 from projlab.models.features import cached_features
+from projlab.sweeps.specs import int_list
 
 
 def probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int = 300) -> float:
@@ -40,7 +43,16 @@ def probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pools = [1]
+    if argv[:1] == ["--pool"]:
+        if len(argv) < 2:
+            raise UserError("--pool needs a comma list of pooling sizes, e.g. --pool 1,2,3")
+        pools = int_list(argv[1], "--pool")
+        if any(k < 1 for k in pools):
+            raise UserError(f"--pool {argv[1]}: each pooling size must be a positive integer")
+        argv = argv[2:]
+    cfg = load_config(argv)
     if cfg.data.name != "spatial":
         raise UserError("the feature probe reads the built-in spatial benchmark (data=spatial)")
     model = build.model(cfg)
@@ -48,6 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     n_images = min(3000, len(source.items))
     feats = cached_features(model.vision, source.image, len(source.items), source.signature(), cfg.paths.cache_dir)
     rows, cols = model.vision.grid
+    for k in pools:
+        if k > 1:
+            print(f"pooled {k} x {k} (the token holding each object's centre):")
+        probe_grid(feats, source.items[:n_images], rows, cols, k)
+
+
+def probe_grid(feats: torch.Tensor, items: list, rows: int, cols: int, k: int) -> None:
+    """Probe each object of `items` at its centre patch of the (N, rows * cols, C) features, after a k x k
+    average pooling of the grid (k = 1: the patch itself)."""
     samples: dict[str, tuple[list, list, int]] = {}  # probe -> (features, labels, classes)
 
     def add(name: str, feature: torch.Tensor, label: int, classes: int) -> None:
@@ -55,12 +76,14 @@ def main(argv: list[str] | None = None) -> None:
         xs.append(feature)
         ys.append(label)
 
-    for i, item in enumerate(source.items[:n_images]):
+    for i, item in enumerate(items):
+        grid = feats[i].float().reshape(rows, cols, -1).permute(2, 0, 1)  # (C, rows, cols)
+        if k > 1:
+            grid = torch.nn.functional.avg_pool2d(grid[None], k, ceil_mode=True)[0]
         for obj in item.objects:
             r, c = obj.cell
             per_row, per_col = rows / obj.layout, cols / obj.layout
-            patch = int((r + 0.5) * per_row) * cols + int((c + 0.5) * per_col)
-            f = feats[i, patch].float()
+            f = grid[:, int((r + 0.5) * per_row) // k, int((c + 0.5) * per_col) // k]
             kind = "coarse" if obj.layout == spatial.CELLS else "fine"
             add(f"{kind} colour", f, list(spatial.COLOURS).index(obj.colour), len(spatial.COLOURS))
             if kind == "coarse":
@@ -70,9 +93,10 @@ def main(argv: list[str] | None = None) -> None:
                 add("fine column", f, c, spatial.FINE_CELLS)
             if obj.stripes:
                 add("stripes", f, spatial.OPTIONS["stripes"].index(obj.stripes), len(spatial.OPTIONS["stripes"]))
-    for name, (xs, ys, k) in samples.items():
-        acc = probe(torch.stack(xs), torch.tensor(ys), k)
-        print(f"{name:<12} accuracy {acc:.3f}  (chance {1 / k:.3f}; {len(ys) - int(0.8 * len(ys))} held-out objects)")
+    for name, (xs, ys, classes) in samples.items():
+        acc = probe(torch.stack(xs), torch.tensor(ys), classes)
+        held_out = len(ys) - int(0.8 * len(ys))
+        print(f"{name:<12} accuracy {acc:.3f}  (chance {1 / classes:.3f}; {held_out} held-out objects)")
 
 
 if __name__ == "__main__":
