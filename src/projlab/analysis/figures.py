@@ -122,26 +122,27 @@ def accuracy_along_axes(runs: pd.DataFrame, out_dir: str | Path, name: str = "ac
     """Accuracy per category against M (one line per projector and resolution) and against the resolution (one
     line per projector and M), mean ± std over seeds, chance dotted: one row of panels per axis the sweep
     steps, one panel per category. Nothing when no projector has two values on either axis."""
-    done = runs[(runs["status"] == "completed") & (runs["num_visual_tokens"] > 0)]
+    done = runs[(runs["status"] == "completed") & (runs["num_visual_tokens"].fillna(0) > 0)]
     done = done[~done["projector"].isin(control_arms())]
     cats = categories(done)
     axes_ = [(axis, other) for axis, other in AXES.items()
-             if (done.groupby(["projector", other])[axis].nunique() > 1).any()]
+             if (done.groupby(["projector", "stage", other])[axis].nunique() > 1).any()]
+    stages = done["stage"].nunique() > 1  # name the stage in the legend only where the sweep has several
     if not axes_ or not cats:
         return []
     fig, grid = plt.subplots(len(axes_), len(cats), figsize=(3.0 * len(cats), 2.8 * len(axes_)), sharey=True,
                              squeeze=False)
     for row, (axis, other) in zip(grid, axes_):
-        keys = ["projector", other, axis]
+        keys = ["projector", "stage", other, axis]
         stats = done.groupby(keys)[[f"acc_{c}" for c in cats]].agg(["mean", "std"])
         for ax, cat in zip(row, cats):
-            for (projector, held), line in stats.groupby(level=[0, 1]):
+            for (projector, stage, held), line in stats.groupby(level=[0, 1, 2]):
                 if len(line) < 2:
                     continue
                 x = line.index.get_level_values(axis)
-                held_text = f"{held} px" if other == "resolution" else f"M={held}"
+                label = f"{projector}, {held} px" if other == "resolution" else f"{projector}, M={held}"
                 _errorbar(ax, x, 100 * line[(f"acc_{cat}", "mean")], None, 100 * line[(f"acc_{cat}", "std")],
-                          projector, f"{projector}, {held_text}")
+                          projector, f"{label} ({stage})" if stages else label)
             ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
             if axis == "num_visual_tokens":
                 ax.set_xscale("log", base=2)
