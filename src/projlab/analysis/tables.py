@@ -202,6 +202,13 @@ def spatial_table(runs: pd.DataFrame, name: str = "spatial", tol: float = LOSS_T
 
 
 # ---- (c) significance ---------------------------------------------------------------------------
+def _interval(r) -> str:
+    """A paired test's difference in points with its bootstrap interval: "+6.1 [+1.6, +10.8]"."""
+    if missing(r["diff"]):
+        return DASH
+    return f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
+
+
 def significance_table(sig: pd.DataFrame, name: str = "significance", alpha: float = ALPHA) -> Table:
     """`stats.significance` output, formatted."""
     display = [{
@@ -209,9 +216,8 @@ def significance_table(sig: pd.DataFrame, name: str = "significance", alpha: flo
         "A": r["projector_a"], "B": r["projector_b"], "categories": r["categories"].replace("+", " + "),
         "pairs (seeds)": f"{r['n_pairs']} ({r['seeds']})",
         "acc A (%)": pm(r["acc_a"], None), "acc B (%)": pm(r["acc_b"], None),
-        f"A − B (pts) [{1 - alpha:.0%} CI]": DASH if missing(r["diff"]) else
-        f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]",
-        "McNemar p": num(r["p_mcnemar"], 2), "verdict": r["verdict"],
+        f"A − B (pts) [{1 - alpha:.0%} CI]": _interval(r), "McNemar p": num(r["p_mcnemar"], 2),
+        "verdict": r["verdict"],
     } for _, r in sig.iterrows()]
     caption = (f"Paired comparisons on the spatial tasks at the same M (and each projector against the blind "
                f"control): exact two-sided McNemar test on the questions one arm got right and the other wrong, "
@@ -228,9 +234,8 @@ def axis_table(steps: pd.DataFrame, name: str = "axes", alpha: float = ALPHA) ->
         "step": f"{r['low']} → {r['high']}", "stage": r["stage"], "category": r["category"],
         "pairs (seeds)": f"{r['n_pairs']} ({r['seeds']})", "acc low (%)": pm(r["acc_low"], None),
         "acc high (%)": pm(r["acc_high"], None),
-        f"high − low (pts) [{1 - alpha:.0%} CI]": f"{r['diff'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, "
-                                                   f"{r['ci_high'] * 100:+.1f}]",
-        "McNemar p": num(r["p_mcnemar"], 2), "verdict": r["verdict"],
+        f"high − low (pts) [{1 - alpha:.0%} CI]": _interval(r), "McNemar p": num(r["p_mcnemar"], 2),
+        "verdict": r["verdict"],
     } for _, r in steps.iterrows()]
     caption = (f"Each projector along the study's axes: every step between neighbouring values of M (the "
                f"resolution held) and of the resolution (M held), per category: exact two-sided McNemar test "
