@@ -25,6 +25,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> list[int]:
+    """An argparse `type` for a comma list of counts, e.g. "1,2,3"."""
+    return [positive_int(item) for item in text.split(",")]
+
+
 def jobs_count(text: str) -> int | str:
     """An argparse `type` for --jobs: an integer >= 1, or "auto" (resolved by `sweeps.executor.auto_jobs`)."""
     return "auto" if text == "auto" else positive_int(text)

@@ -17,12 +17,12 @@ import sys
 import torch
 
 from projlab import build
+from projlab.cli import ArgumentParser, positive_ints
 from projlab.config import load_config
 from projlab.console import quiet_third_party
 from projlab.data import spatial
 from projlab.errors import UserError, exit_on_user_error
 from projlab.models.features import cached_features
-from projlab.sweeps.specs import int_list
 
 
 def probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int = 300) -> float:
@@ -43,16 +43,12 @@ def probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pools = [1]
-    if argv[:1] == ["--pool"]:
-        if len(argv) < 2:
-            raise UserError("--pool needs a comma list of pooling sizes, e.g. --pool 1,2,3")
-        pools = int_list(argv[1], "--pool")
-        if any(k < 1 for k in pools):
-            raise UserError(f"--pool {argv[1]}: each pooling size must be a positive integer")
-        argv = argv[2:]
-    cfg = load_config(argv)
+    parser = ArgumentParser(prog="python -m projlab.analysis.feature_probe", description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=positive_ints, default=[1],
+                        help="pooling sizes, e.g. 1,2,3: read each object from the k x k average of the grid")
+    args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    pools = args.pool
+    cfg = load_config(overrides)
     if cfg.data.name != "spatial":
         raise UserError("the feature probe reads the built-in spatial benchmark (data=spatial)")
     model = build.model(cfg)
